@@ -1,0 +1,550 @@
+"""Batched LRP heatmaps and predictions.
+
+One :class:`Attributor` registers a zennit composite (rules plus canonizers) on the
+model once, then explains batch after batch::
+
+    with Attributor(model, composite="epsilon_plus_flat", normalization="imagenet") as attributor:
+        result = attributor.attribute(images, targets)  # heatmaps (B, H, W), logits (B, C)
+    predictions = predictions_from_logits(result.logits, targets, k=5)
+
+The default composite is the paper's rule set (Anders et al., Section 2.1): flat for
+the first layer, z-plus (alpha1-beta0) for the other convolutions, epsilon for dense
+layers. Relevance starts at the target's logit and is summed over colour channels.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+from zennit.canonizers import Canonizer
+from zennit.composites import (
+    EpsilonAlpha2Beta1Flat,
+    EpsilonGammaBox,
+    EpsilonPlus,
+    EpsilonPlusFlat,
+    SpecialFirstLayerMapComposite,
+)
+from zennit.core import Composite
+from zennit.types import Linear as _ZennitLinear
+
+from .errors import ConfigError, ModelError
+from .models import canonizers_for, check_canonized, input_bounds, make_merged_batchnorm_exact, normalize
+from .registry import Registry
+
+__all__ = [
+    "COMPOSITES",
+    "GradientTimesInput",
+    "Predictions",
+    "predictions_from_logits",
+    "AttributionResult",
+    "Attributor",
+]
+
+# --------------------------------------------------------------------------------------
+# Composites
+# --------------------------------------------------------------------------------------
+
+CompositeFactory = Callable[[List[Canonizer], torch.Tensor, torch.Tensor], Composite]
+
+#: name -> factory ``(canonizers, input_low, input_high) -> zennit Composite``.
+#: ``input_low``/``input_high`` of shape (1, C, 1, 1) bound the *normalised* input.
+COMPOSITES: Registry[CompositeFactory] = Registry("composite")
+
+
+class GradientTimesInput(Composite):
+    """No LRP rules: the heatmap is the plain gradient times the normalised input.
+
+    For bias-free ReLU networks, gradient×input sums to the logit (the network is
+    positively homogeneous), so it is comparable with LRP heatmaps. A plain gradient is
+    correct through any BatchNorm, so un-merged BatchNorms are allowed.
+    """
+
+    multiply_by_input = True
+    requires_canonical_batchnorm = False
+
+
+@COMPOSITES.register("epsilon_plus_flat")
+def _epsilon_plus_flat(canonizers, input_low, input_high):
+    return EpsilonPlusFlat(canonizers=canonizers)
+
+
+@COMPOSITES.register("epsilon_plus")
+def _epsilon_plus(canonizers, input_low, input_high):
+    return EpsilonPlus(canonizers=canonizers)
+
+
+@COMPOSITES.register("epsilon_alpha2_beta1_flat")
+def _epsilon_alpha2_beta1_flat(canonizers, input_low, input_high):
+    return EpsilonAlpha2Beta1Flat(canonizers=canonizers)
+
+
+@COMPOSITES.register("epsilon_gamma_box")
+def _epsilon_gamma_box(canonizers, input_low, input_high):
+    return EpsilonGammaBox(low=input_low, high=input_high, canonizers=canonizers)
+
+
+@COMPOSITES.register("gradient")
+def _gradient(canonizers, input_low, input_high):
+    return GradientTimesInput(canonizers=canonizers)
+
+
+# --------------------------------------------------------------------------------------
+# Predictions
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Predictions:
+    """Top-k predictions and the rank of the true class.
+
+    Attributes
+    ----------
+    top_classes : ndarray of shape (B, k), int64
+        Class indices by decreasing logit; ties go to the lower class index.
+    top_probs : ndarray of shape (B, k), float32
+        Softmax probabilities of ``top_classes``.
+    true_prob : ndarray of shape (B,), float32
+        Softmax probability of the true class.
+    true_rank : ndarray of shape (B,), int64
+        Position of the true class in the same order, 1 meaning top-1.
+    """
+
+    top_classes: np.ndarray
+    top_probs: np.ndarray
+    true_prob: np.ndarray
+    true_rank: np.ndarray
+
+
+def predictions_from_logits(logits, targets, k: int = 5) -> Predictions:
+    """Top-k classes, probabilities and the true class's rank from logits.
+
+    Parameters
+    ----------
+    logits : array-like of shape (B, C)
+        Numpy array or tensor.
+    targets : array-like of shape (B,)
+        True class indices in ``[0, C)``.
+    k : int
+        Number of top classes; clipped to C.
+
+    Returns
+    -------
+    Predictions
+        Numpy arrays; the order is a stable descending sort, so ranks and top-k agree
+        on ties (the lower class index first).
+    """
+    logits = _to_numpy(logits).astype(np.float64, copy=False)
+    targets = _to_numpy(targets)
+    if logits.ndim != 2:
+        raise ConfigError(f"logits must have shape (B, C), got {logits.shape}")
+    num_samples, num_classes = logits.shape
+    if targets.shape != (num_samples,) or not np.issubdtype(targets.dtype, np.integer):
+        raise ConfigError(
+            f"targets must be integers of shape ({num_samples},), got {targets.dtype} {targets.shape}"
+        )
+    targets = targets.astype(np.int64)
+    if num_samples and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ConfigError(f"targets must lie in [0, {num_classes}), got {targets.min()}..{targets.max()}")
+    if k < 1:
+        raise ConfigError(f"k must be at least 1, got {k}")
+    k = min(k, num_classes)
+
+    order = np.argsort(-logits, axis=1, kind="stable")
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    probs /= probs.sum(axis=1, keepdims=True)
+
+    rows = np.arange(num_samples)
+    top_classes = order[:, :k].astype(np.int64)
+    true_rank = 1 + np.argmax(order == targets[:, None], axis=1)
+    return Predictions(
+        top_classes=top_classes,
+        top_probs=probs[rows[:, None], top_classes].astype(np.float32),
+        true_prob=probs[rows, targets].astype(np.float32),
+        true_rank=true_rank.astype(np.int64),
+    )
+
+
+def _to_numpy(array) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        return array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+# --------------------------------------------------------------------------------------
+# Attributor
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AttributionResult:
+    """Heatmaps and logits of one call to :meth:`Attributor.attribute`.
+
+    Attributes
+    ----------
+    heatmaps : ndarray of shape (B, H, W), float32
+        Relevance at the normalised input, summed over colour channels.
+    logits : ndarray of shape (B, C), float32
+        The model's outputs.
+    """
+
+    heatmaps: np.ndarray
+    logits: np.ndarray
+
+
+def _resolve_device(device: Union[str, torch.device]) -> torch.device:
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ConfigError(f"invalid device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({error})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} was requested but CUDA is not available; use 'auto' or 'cpu'")
+    return resolved
+
+
+class Attributor:
+    """Explain a classifier with a zennit composite, batch after batch.
+
+    Use as a context manager: entering moves the model to the device, sets eval mode,
+    applies the canonizers and registers the rule hooks once; leaving removes them
+    (the model's parameters are restored) and restores the TF32 settings.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The classifier. It receives *normalised* images; normalisation is done here,
+        outside the hooked model, because a normalisation layer inside the model
+        would rescale the relevance per channel.
+    composite : str
+        A name in :data:`COMPOSITES`.
+    canonizers : list of zennit Canonizer, optional
+        None (default) chooses them with :func:`precompute.models.canonizers_for`;
+        ``[]`` means none.
+    normalization : str
+        A key of :data:`precompute.models.NORMALIZATIONS`.
+    device : str or torch.device
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    batch_size : int, optional
+        Largest number of images per forward/backward pass; None means the whole
+        input of each call. Halved automatically after a CUDA out-of-memory error.
+    check_batchnorm : bool
+        Refuse models with un-merged BatchNorms (see
+        :func:`precompute.models.check_canonized`). Only tests that show *why* the
+        check exists should turn it off.
+
+    Attributes
+    ----------
+    device_ : torch.device
+        The device used, set on entering.
+    batch_size_ : int or None
+        The batch size that fits, after any halving.
+    composite_ : zennit.core.Composite
+        The registered composite, set on entering.
+
+    Notes
+    -----
+    Models are refused (``ModelError``) rather than explained wrongly when a
+    BatchNorm stays un-merged (on entering), when the canonizers change the logits,
+    or when the composite's first-layer rule would land on a layer that does not run
+    first (both on the first batch).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        composite: str = "epsilon_plus_flat",
+        canonizers: Optional[Sequence[Canonizer]] = None,
+        normalization: str = "imagenet",
+        device: Union[str, torch.device] = "auto",
+        batch_size: Optional[int] = None,
+        check_batchnorm: bool = True,
+    ):
+        self.model = model
+        self.composite = composite
+        self.canonizers = canonizers
+        self.normalization = normalization
+        self.device = device
+        self.batch_size = batch_size
+        self.check_batchnorm = check_batchnorm
+
+    # ---- context -------------------------------------------------------------------
+
+    def __enter__(self) -> "Attributor":
+        factory = COMPOSITES.get(self.composite)
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
+        ):
+            raise ConfigError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+        self.device_ = _resolve_device(self.device)
+        self.batch_size_ = self.batch_size
+        canonizers = canonizers_for(self.model) if self.canonizers is None else list(self.canonizers)
+        low, high = input_bounds(self.normalization)
+        self.composite_ = factory(canonizers, low.to(self.device_), high.to(self.device_))
+        self._first_layer_checked = False
+        self._function_checked = not canonizers
+        self._tf32_before = None
+        self._entered = True
+        try:
+            if self.device_.type == "cuda":
+                # True fp32: TF32 matmuls/convolutions change heatmaps by about 6 %.
+                self._tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+                torch.backends.cuda.matmul.allow_tf32 = False
+                torch.backends.cudnn.allow_tf32 = False
+            self.model.to(self.device_).eval()
+            self._register()
+            if self.check_batchnorm and getattr(self.composite_, "requires_canonical_batchnorm", True):
+                check_canonized(self.model)
+        except BaseException:
+            self._release()  # __exit__ is not called when __enter__ raises
+            raise
+        return self
+
+    def _register(self) -> None:
+        # zennit replaces ``.data`` (and adds missing biases) when merging; a canonizer that
+        # fails half-way cannot undo its earlier merges, so keep references to restore them.
+        before = [
+            (module, name, None if value is None else value.data)
+            for module in self.model.modules()
+            for name, value in list(module._parameters.items()) + list(module._buffers.items())
+        ]
+        try:
+            self.composite_.register(self.model)
+        except RuntimeError as error:  # a canonizer merged layers whose shapes do not fit
+            self.composite_.remove()
+            for module, name, data in before:
+                if data is None:
+                    module._parameters[name] = None
+                else:
+                    getattr(module, name).data = data
+            raise ModelError(
+                f"model {type(self.model).__name__!r} is unsupported for LRP: its canonizers "
+                f"({', '.join(type(c).__name__ for c in self.composite_.canonizers)}) failed: {error}"
+            ) from None
+        make_merged_batchnorm_exact(self.composite_.handles)
+
+    def __exit__(self, exc_type, exc_value, traceback) -> bool:
+        self._release()
+        return False
+
+    def _release(self) -> None:
+        self._entered = False
+        self.composite_.remove()  # removes hooks and reverts the canonizers' changes
+        if self._tf32_before is not None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32_before
+            self._tf32_before = None
+
+    def _require_entered(self) -> None:
+        if not getattr(self, "_entered", False):
+            raise RuntimeError("use Attributor as a context manager: `with Attributor(model) as attributor:`")
+
+    # ---- public --------------------------------------------------------------------
+
+    def attribute(self, images: torch.Tensor, targets: torch.Tensor) -> AttributionResult:
+        """Heatmaps for the target classes, and the logits.
+
+        Parameters
+        ----------
+        images : torch.Tensor of shape (B, 3, H, W)
+            Float images in [0, 1], not normalised.
+        targets : torch.Tensor of shape (B,)
+            Integer class to explain for each image.
+
+        Returns
+        -------
+        AttributionResult
+            ``heatmaps`` (B, H, W) float32 and ``logits`` (B, C) float32. Relevance
+            starts at the target's logit, so for bias-free models each heatmap sums to
+            about that logit.
+
+        Raises
+        ------
+        torch.cuda.OutOfMemoryError
+            Only if a single image does not fit; bigger batches are halved and
+            retried, and :attr:`batch_size_` remembers the size that fit.
+        """
+        self._require_entered()
+        images = self._check_images(images)
+        targets = torch.as_tensor(targets)
+        if targets.shape != (images.shape[0],) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
+            raise ConfigError(
+                f"targets must be integers of shape ({images.shape[0]},), "
+                f"got {targets.dtype} {tuple(targets.shape)}"
+            )
+        parts = self._in_batches(
+            images.shape[0], lambda start, stop: self._attribute_batch(images[start:stop], targets[start:stop])
+        )
+        if not parts:
+            return AttributionResult(
+                heatmaps=np.zeros((0,) + tuple(images.shape[2:]), np.float32), logits=np.zeros((0, 0), np.float32)
+            )
+        return AttributionResult(
+            heatmaps=np.concatenate([heatmaps for heatmaps, _ in parts]),
+            logits=np.concatenate([logits for _, logits in parts]),
+        )
+
+    def predict(self, images: torch.Tensor) -> np.ndarray:
+        """Logits of a plain forward pass, without relevance.
+
+        Parameters
+        ----------
+        images : torch.Tensor of shape (B, 3, H, W)
+            Float images in [0, 1], not normalised.
+
+        Returns
+        -------
+        ndarray of shape (B, C), float32
+            Equal to ``model(normalize(images))`` up to float rounding: while the
+            attributor is open, BatchNorms are folded into the weights before them.
+        """
+        self._require_entered()
+        images = self._check_images(images)
+        parts = self._in_batches(images.shape[0], lambda start, stop: self._predict_batch(images[start:stop]))
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    # ---- batches -------------------------------------------------------------------
+
+    def _in_batches(self, total: int, run: Callable[[int, int], object]) -> list:
+        """Run ``run(start, stop)`` over [0, total), halving the batch after CUDA OOM."""
+        parts = []
+        start = 0
+        while start < total:
+            size = min(self.batch_size_ or total, total - start)
+            try:
+                parts.append(run(start, start + size))
+                start += size
+                continue
+            except torch.cuda.OutOfMemoryError:
+                if size == 1:
+                    self._free_hook_state()
+                    raise
+            # Out of the except block, so the traceback's frames (and their tensors) are gone.
+            self._free_hook_state()
+            if self.device_.type == "cuda":
+                torch.cuda.empty_cache()
+            # Retry the same images with half the batch; later calls start there too.
+            self.batch_size_ = max(1, size // 2)
+        return parts
+
+    def _free_hook_state(self) -> None:
+        # zennit hooks keep the last inputs and every tensor-hook handle until removal;
+        # dropping them after each batch keeps memory flat over a long run.
+        for hook in list(self.composite_.hook_refs):
+            hook.stored_tensors.clear()
+            hook.tensor_handles.remove()
+
+    def _check_images(self, images: torch.Tensor) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.dtype.is_floating_point:
+            shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+            raise ConfigError(f"images must be a float tensor of shape (B, 3, H, W) in [0, 1], got {shape}")
+        if images.numel():
+            low, high = float(images.min()), float(images.max())
+            if low < -1e-3 or high > 1 + 1e-3:
+                raise ConfigError(
+                    f"images must be in [0, 1] (got {low:.3g}..{high:.3g}); pass raw images, "
+                    "the attributor normalises them itself"
+                )
+        return images
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device_, dtype=torch.float32, non_blocking=True)
+        return normalize(images, self.normalization)
+
+    def _attribute_batch(self, images: torch.Tensor, targets: torch.Tensor):
+        inputs = self._prepare(images).detach().requires_grad_(True)
+        targets = targets.to(self.device_, dtype=torch.int64)
+        try:
+            if not self._function_checked:
+                self._check_canonizers_keep_the_function(inputs.detach())
+            with torch.enable_grad(), self._first_layer_check():
+                output = self.model(inputs)
+            if output.ndim != 2:
+                raise ModelError(f"the model must return logits of shape (B, C), got {tuple(output.shape)}")
+            num_classes = output.shape[1]
+            if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+                raise ConfigError(
+                    f"targets must lie in [0, {num_classes}) for this model, "
+                    f"got {int(targets.min())}..{int(targets.max())}"
+                )
+            one_hot = torch.nn.functional.one_hot(targets, num_classes).to(output.dtype)
+            if getattr(self.composite_, "multiply_by_input", False):
+                # Gradient x input: the gradient of the target logit itself, so the map sums to the logit.
+                (gradient,) = torch.autograd.grad(output, inputs, grad_outputs=one_hot)
+                relevance = gradient * inputs.detach()
+            else:
+                # Standard LRP: relevance starts at the target's logit, zero elsewhere.
+                (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=output.detach() * one_hot)
+            heatmaps = relevance.sum(dim=1).detach().float().cpu().numpy()
+            logits = output.detach().float().cpu().numpy()
+        finally:
+            self._free_hook_state()
+        return heatmaps, logits
+
+    def _predict_batch(self, images: torch.Tensor) -> np.ndarray:
+        try:
+            with torch.no_grad():
+                output = self.model(self._prepare(images))
+        finally:
+            self._free_hook_state()
+        return output.float().cpu().numpy()
+
+    def _check_canonizers_keep_the_function(self, inputs: torch.Tensor) -> None:
+        """Once, refuse canonizers that change the model's outputs.
+
+        ``SequentialMergeBatchNorm`` pairs layers by registration order, not by data
+        flow, so it can merge a BatchNorm into a layer that does not feed it.
+        """
+        with torch.no_grad():
+            canonized = self.model(inputs)
+            self.composite_.remove()
+            try:
+                original = self.model(inputs)
+            finally:
+                self._register()
+        scale = float(original.abs().max()) if original.numel() else 0.0
+        difference = float((canonized - original).abs().max()) if original.numel() else 0.0
+        if difference > 1e-3 * scale + 1e-6:
+            raise ModelError(
+                f"model {type(self.model).__name__!r} is unsupported for LRP: its canonizers "
+                f"({', '.join(type(c).__name__ for c in self.composite_.canonizers)}) change its outputs "
+                f"(largest difference {difference:.3g} for logits up to {scale:.3g}). They merge each BatchNorm "
+                "into the layer registered just before it; in this model that layer does not feed it."
+            )
+        self._function_checked = True
+
+    @contextlib.contextmanager
+    def _first_layer_check(self):
+        """Once, check that zennit's "first layer" (first in registration order) runs first.
+
+        ``SpecialFirstLayerMapComposite`` gives the flat/box rule to the first Conv/Linear
+        in ``named_modules`` order; a model that registers its classifier before its
+        features would get the rule on the wrong layer.
+        """
+        if self._first_layer_checked or not isinstance(self.composite_, SpecialFirstLayerMapComposite):
+            yield
+            return
+        layers = [name for name, module in self.model.named_modules() if isinstance(module, _ZennitLinear)]
+        executed: List[str] = []
+
+        def record(name):
+            return lambda module, args: None if executed else executed.append(name)
+
+        modules = dict(self.model.named_modules())
+        handles = [modules[name].register_forward_pre_hook(record(name)) for name in layers]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+        if layers and executed and executed[0] != layers[0]:
+            raise ModelError(
+                f"composite {self.composite!r} gives its first-layer rule to {layers[0]!r}, the first layer in "
+                f"registration order, but {executed[0]!r} runs first. Register the model's modules in the order "
+                "of the forward pass (or pick a composite without a first-layer rule, such as 'epsilon_plus')."
+            )
+        self._first_layer_checked = True  # only once it passed: a wrong model keeps failing

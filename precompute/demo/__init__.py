@@ -1,0 +1,36 @@
+"""The embedded demo: a procedural shapes dataset with planted Clever-Hans artifacts,
+a small VGG-style model trained on it, and a one-call builder of all demo assets."""
+from .dataset import (
+    ARTIFACT_FRACTION,
+    ARTIFACTS,
+    CLASSES,
+    Artifact,
+    DemoRecord,
+    artifact_for_class,
+    generate_dataset,
+    read_truth,
+    render_sample,
+    save_artifacts,
+    write_truth,
+)
+from .model import DemoVGG, build_demo_model
+from .train import build_demo_assets, load_image_folder, train_demo_model
+
+__all__ = [
+    "ARTIFACT_FRACTION",
+    "ARTIFACTS",
+    "CLASSES",
+    "Artifact",
+    "DemoRecord",
+    "DemoVGG",
+    "artifact_for_class",
+    "build_demo_assets",
+    "build_demo_model",
+    "generate_dataset",
+    "load_image_folder",
+    "read_truth",
+    "render_sample",
+    "save_artifacts",
+    "train_demo_model",
+    "write_truth",
+]

@@ -1,0 +1,139 @@
+"""Compare a run's clusterings with known artifacts (``truth.csv``).
+
+``truth.csv`` has the columns ``path,class,artifact``; ``path`` is relative to the
+data root (or absolute), and an empty ``artifact`` marks a clean image. A class is
+*planted* if any of its images has an artifact; its artifact samples are those
+images. For each planted class this reports the best F1 of any single stored
+cluster (``best_f1``) and of any cluster of the default clustering (``default_f1``).
+"""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from .errors import ConfigError
+from .store import RunStore
+
+__all__ = ["read_truth", "cluster_f1", "best_cluster", "evaluate_run"]
+
+
+def read_truth(path: os.PathLike, data_root: Optional[Path] = None) -> Dict[str, Tuple[str, str]]:
+    """Read ``truth.csv`` into ``{relative path: (class, artifact)}``.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing or lacks the ``path,class,artifact`` columns.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: truth file not found")
+    truth: Dict[str, Tuple[str, str]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = {"path", "class", "artifact"} - set(reader.fieldnames or [])
+        if missing:
+            raise ConfigError(f"{path}: missing column(s) {', '.join(sorted(missing))} (need path,class,artifact)")
+        for row in reader:
+            rel = (row["path"] or "").replace("\\", "/")
+            if data_root is not None and os.path.isabs(rel):
+                try:
+                    rel = Path(rel).resolve().relative_to(data_root.resolve()).as_posix()
+                except ValueError:
+                    pass
+            truth[rel] = (row["class"] or "", (row["artifact"] or "").strip())
+    return truth
+
+
+def cluster_f1(labels: np.ndarray, truth: np.ndarray) -> Tuple[float, int]:
+    """Best F1 of a single cluster of ``labels`` against the boolean mask ``truth``.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (n,)
+    truth : ndarray of bool, shape (n,)
+
+    Returns
+    -------
+    (f1, cluster) : (float, int)
+    """
+    labels = np.asarray(labels)
+    truth = np.asarray(truth, dtype=bool)
+    k = int(labels.max()) + 1 if labels.size else 0
+    sizes = np.bincount(labels, minlength=k).astype(np.float64)
+    hits = np.bincount(labels, weights=truth.astype(np.float64), minlength=k)
+    f1 = 2 * hits / np.maximum(sizes + truth.sum(), 1)
+    best = int(np.argmax(f1)) if k else 0
+    return (float(f1[best]) if k else 0.0), best
+
+
+def best_cluster(names: np.ndarray, labels: np.ndarray, truth: np.ndarray,
+                 only: Optional[str] = None) -> Tuple[float, str]:
+    """Best single-cluster F1 over stored clusterings (or only the clustering ``only``).
+
+    Returns ``(f1, "<clustering>/cluster-<c>")``.
+    """
+    best = (-1.0, "")
+    for name, lab in zip(names, labels):
+        if only is not None and name != only:
+            continue
+        f1, cluster = cluster_f1(lab, truth)
+        if f1 > best[0]:
+            best = (f1, f"{name}/cluster-{cluster}")
+    return best
+
+
+def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]:
+    """Score every finished class of a run against ``truth_csv``.
+
+    Returns
+    -------
+    dict
+        ``{"classes": {name: {"tau", "tau_rank", "planted", "best_f1", "best_clustering",
+        "default_f1", "default_clustering"}}, "mean_tau_planted", "mean_tau_clean"}``;
+        F1 fields are None for clean classes, means None when a group is empty.
+    """
+    store = RunStore(run_dir)
+    truth = read_truth(truth_csv, store.data_root())
+    records = store.classes()
+    if not records:
+        raise ConfigError(f"{store.root}: no finished classes to evaluate")
+    taus = np.array([rec.summary["tau"] for rec in records], dtype=np.float64)
+    ranks = np.empty(len(records), dtype=int)
+    ranks[np.argsort(-taus, kind="stable")] = np.arange(1, len(records) + 1)
+    classes: Dict[str, Any] = {}
+    planted_taus, clean_taus = [], []
+    for rec, rank in zip(records, ranks):
+        arrays = store.arrays(rec.id)
+        paths = arrays["paths"]
+        mask = np.array([bool(truth.get(str(p), ("", ""))[1]) for p in paths])
+        planted = bool(mask.any())
+        default = rec.summary["default_clustering"]
+        entry: Dict[str, Any] = {
+            "tau": float(rec.summary["tau"]),
+            "tau_rank": int(rank),
+            "planted": planted,
+            "best_f1": None,
+            "best_clustering": None,
+            "default_f1": None,
+            "default_clustering": default,
+            "n": int(len(paths)),
+            "n_artifact": int(mask.sum()),
+        }
+        if planted:
+            names, labels = arrays["clustering_names"], arrays["clustering_labels"]
+            entry["best_f1"], entry["best_clustering"] = best_cluster(names, labels, mask)
+            entry["default_f1"], _ = best_cluster(names, labels, mask, only=default)
+            planted_taus.append(entry["tau"])
+        else:
+            clean_taus.append(entry["tau"])
+        classes[rec.name] = entry
+    return {
+        "classes": classes,
+        "mean_tau_planted": float(np.mean(planted_taus)) if planted_taus else None,
+        "mean_tau_clean": float(np.mean(clean_taus)) if clean_taus else None,
+    }

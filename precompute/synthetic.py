@@ -1,0 +1,207 @@
+"""Synthetic relevance maps with planted groups, for tests and benchmarks.
+
+Each map holds a positive "object" blob at a random place and scale, a few weak
+negative blobs and noise, like LRP maps of an object classifier. A planted group
+adds its own fixed pattern (a corner square, a border band), like the artifacts the
+paper found, so a good analysis must isolate it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["PLANTED_PATTERNS", "SyntheticClass", "synthetic_heatmaps", "write_synthetic_store"]
+
+
+def _corner(size: int) -> np.ndarray:
+    pattern = np.zeros((size, size), np.float32)
+    side = max(2, size // 8)
+    pattern[size - side - size // 32: size - size // 32, size // 32: size // 32 + side] = 1.0
+    return pattern
+
+
+def _border(size: int) -> np.ndarray:
+    pattern = np.zeros((size, size), np.float32)
+    band = max(1, size // 14)
+    pattern[:band] = 0.6
+    pattern[-band:] = 0.6
+    return pattern
+
+
+PLANTED_PATTERNS = {"corner": _corner, "border": _border}
+
+
+@dataclass
+class SyntheticClass:
+    """Heatmaps of one synthetic class.
+
+    Attributes
+    ----------
+    heatmaps : ndarray of float32, shape (n, size, size)
+    planted : ndarray of str, shape (n,)
+        Name of the planted pattern of each map, '' for clean maps.
+    """
+
+    heatmaps: np.ndarray
+    planted: np.ndarray
+
+
+def synthetic_heatmaps(n: int = 1300, size: int = 224, *, groups: Optional[Dict[str, float]] = None,
+                       seed: int = 0, strength: float = 3.0) -> SyntheticClass:
+    """Generate ``n`` maps with planted groups.
+
+    Parameters
+    ----------
+    n : int
+        Number of maps.
+    size : int
+        Side length.
+    groups : dict of str -> float, optional
+        Planted pattern name (see :data:`PLANTED_PATTERNS`) -> fraction of maps; by
+        default ``{"corner": 0.15}``. Groups do not overlap.
+    seed : int
+    strength : float
+        Relevance of a planted pattern relative to the object blob's peak.
+
+    Returns
+    -------
+    SyntheticClass
+    """
+    groups = {"corner": 0.15} if groups is None else groups
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    heatmaps = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        cx, cy = rng.uniform(0.25, 0.75, 2)
+        sigma = rng.uniform(0.06, 0.16)
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+        for _ in range(2):
+            nx, ny = rng.uniform(0.1, 0.9, 2)
+            blob -= 0.3 * np.exp(-((xx - nx) ** 2 + (yy - ny) ** 2) / (2 * 0.05**2))
+        heatmaps[i] = blob + rng.normal(0, 0.05, (size, size))
+    planted = np.full(n, "", dtype=object)
+    order = rng.permutation(n)
+    start = 0
+    for name, fraction in groups.items():
+        count = int(round(fraction * n))
+        members = order[start: start + count]
+        start += count
+        pattern = PLANTED_PATTERNS[name](size)
+        heatmaps[members] += strength * pattern * rng.uniform(0.8, 1.2, (count, 1, 1)).astype(np.float32)
+        planted[members] = name
+    return SyntheticClass(heatmaps=heatmaps, planted=planted.astype(str))
+
+
+def _synthetic_image(heatmap: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An RGB picture whose bright regions follow the positive relevance (for thumbnails)."""
+    positive = np.clip(heatmap, 0, None)
+    positive = positive / (positive.max() or 1.0)
+    base = rng.integers(30, 90, size=3)
+    tint = rng.integers(120, 255, size=3)
+    image = base[None, None, :] + positive[..., None] * (tint - base)[None, None, :]
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def write_synthetic_store(out, *, n_classes: int = 8, n_per_class: int = 200, size: int = 32,
+                          planted_every: int = 3, seed: int = 0, maps: Sequence[str] = ("umap", "tsne"),
+                          thumb_pool: int = 0, progress: bool = False):
+    """Write a complete run store of synthetic classes, without a model.
+
+    Every ``planted_every``-th class gets a planted corner group (20 %). Predictions are
+    drawn at random (about 80 % top-1 correct). Used by dashboard tests and the
+    1,000-class app benchmark.
+
+    Parameters
+    ----------
+    out : path
+        Run directory to create.
+    n_classes, n_per_class, size : int
+        Store shape; heatmaps are ``size`` x ``size``.
+    planted_every : int
+        0 plants nothing.
+    seed : int
+    maps : sequence of str
+        2-D maps to compute.
+    thumb_pool : int
+        If > 0, encode only this many distinct thumbnails per class and repeat them
+        (fast stores for scale tests); 0 encodes every sample.
+    progress : bool
+
+    Returns
+    -------
+    RunStore
+    """
+    from pathlib import Path
+
+    from .analysis import AnalysisConfig, analyse_heatmaps
+    from .store import ClassAnalysis, RunStore, RunWriter, class_id
+    from .thumbs import heatmap_thumbnail, image_thumbnail
+
+    out = Path(out)
+    names = [f"class_{i:04d}" for i in range(n_classes)]
+    config = AnalysisConfig(maps=tuple(maps), seed=seed)
+    writer = RunWriter.create(out, {
+        "data": {"root": "data", "label_names": names},
+        "classes": [{"id": class_id(i), "name": name, "label": i, "n_files": n_per_class}
+                    for i, name in enumerate(names)],
+        "model": {"spec": "synthetic", "weights": None, "num_classes": n_classes, "normalization": "none",
+                  "image_size": size, "composite": "none", "canonizers": []},
+        "analysis": config.to_dict(),
+        "thumbnails": {"size": size, "format": "webp"},
+        "storage": {"heatmap_dtype": "float16"},
+        "synthetic": {"seed": seed, "planted_every": planted_every},
+    }, force=True)
+    iterator = range(n_classes)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, desc="synthetic classes")
+    for label in iterator:
+        rng = np.random.default_rng([seed, label])
+        planted = planted_every and label % planted_every == 0
+        data = synthetic_heatmaps(n_per_class, size, groups={"corner": 0.2} if planted else {},
+                                  seed=int(rng.integers(1 << 31)))
+        heatmaps = data.heatmaps.astype(np.float16)
+        result = analyse_heatmaps(heatmaps.astype(np.float32), config)
+        n = n_per_class
+        logits = rng.normal(size=(n, n_classes)).astype(np.float32)
+        logits[np.arange(n), label] += np.where(rng.random(n) < 0.8, 4.0, -1.0)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        order = np.argsort(-probs, axis=1, kind="stable")
+        k = min(5, n_classes)
+        true_rank = np.argmax(order == label, axis=1) + 1
+        arrays = dict(result.arrays)
+        arrays.update(
+            paths=np.array([f"{names[label]}/{i:05d}.png" for i in range(n)]),
+            top_classes=order[:, :k].astype(np.int32),
+            top_probs=np.take_along_axis(probs, order[:, :k], axis=1).astype(np.float32),
+            true_prob=probs[np.arange(n), label].astype(np.float32),
+            true_rank=true_rank.astype(np.int32),
+            relevance_sum=heatmaps.astype(np.float32).sum(axis=(1, 2)),
+        )
+        distinct = n if thumb_pool <= 0 else min(n, thumb_pool)
+        images = [image_thumbnail(_synthetic_image(data.heatmaps[i], rng), size) for i in range(distinct)]
+        maps_ = [heatmap_thumbnail(data.heatmaps[i], size) for i in range(distinct)]
+        summary = {
+            "id": class_id(label), "name": names[label], "label": label, "n": n, "n_files": n, "n_skipped": 0,
+            "accuracy": float(np.mean(true_rank == 1)), "top5_accuracy": float(np.mean(true_rank <= 5)),
+            "mean_true_prob": float(arrays["true_prob"].mean()),
+            "eigenvalues": [float(v) for v in result.arrays["eigenvalues"]],
+            "heatmap_shape": [size, size], "seconds": result.timings,
+            "planted_fraction": float(np.mean(data.planted != "")), **result.summary,
+        }
+        writer.write_class(class_id(label), ClassAnalysis(
+            summary=summary, arrays=arrays, heatmaps=heatmaps,
+            thumbs={"image": [images[i % distinct] for i in range(n)], "heatmap": [maps_[i % distinct] for i in range(n)]},
+        ))
+        truth_rows = [(arrays["paths"][i], names[label], data.planted[i]) for i in range(n)]
+        with open(out / "truth.csv", "a" if label else "w", encoding="utf-8") as handle:
+            if not label:
+                handle.write("path,class,artifact\n")
+            handle.writelines(f"{p},{c},{a}\n" for p, c, a in truth_rows)
+    writer.write_report({"finished": "synthetic", "classes_finished": n_classes})
+    return RunStore(out)

@@ -1,0 +1,50 @@
+"""F1 scoring of stored clusters against truth files."""
+import numpy as np
+import pytest
+
+from precompute.errors import ConfigError
+from precompute.evaluate import best_cluster, cluster_f1, read_truth
+
+
+def brute_f1(labels, truth):
+    best = (0.0, 0)
+    for c in np.unique(labels):
+        members = labels == c
+        tp = np.sum(members & truth)
+        precision = tp / members.sum()
+        recall = tp / truth.sum() if truth.sum() else 0
+        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+        if f1 > best[0]:
+            best = (f1, int(c))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cluster_f1_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, 50)
+    truth = rng.random(50) < 0.3
+    f1, cluster = cluster_f1(labels, truth)
+    ref_f1, ref_cluster = brute_f1(labels, truth)
+    assert f1 == pytest.approx(ref_f1)
+    assert cluster == ref_cluster
+
+
+def test_best_cluster_names_clustering_and_cluster():
+    truth = np.array([1, 1, 0, 0, 0, 0], bool)
+    names = np.array(["kmeans-k2", "ward-k2"])
+    labels = np.array([[0, 1, 0, 1, 0, 1], [1, 1, 0, 0, 0, 0]])
+    assert best_cluster(names, labels, truth) == (1.0, "ward-k2/cluster-1")
+    f1, name = best_cluster(names, labels, truth, only="kmeans-k2")
+    assert name.startswith("kmeans-k2/") and f1 < 1.0
+
+
+def test_read_truth(tmp_path):
+    path = tmp_path / "truth.csv"
+    path.write_text("path,class,artifact\na\\1.png,a,\nb/2.png,b,watermark\n")
+    assert read_truth(path) == {"a/1.png": ("a", ""), "b/2.png": ("b", "watermark")}
+    (tmp_path / "bad.csv").write_text("file,label\n")
+    with pytest.raises(ConfigError, match="missing column"):
+        read_truth(tmp_path / "bad.csv")
+    with pytest.raises(ConfigError, match="not found"):
+        read_truth(tmp_path / "none.csv")

@@ -1,0 +1,166 @@
+"""The run store: round trips, atomic class writes, resume rules, schema version."""
+import json
+
+import numpy as np
+import pytest
+
+from precompute import store as store_module
+from precompute.errors import StoreError
+from precompute.store import (
+    CLASS_ARRAYS,
+    SCHEMA_VERSION,
+    ClassAnalysis,
+    RunStore,
+    RunWriter,
+    class_id,
+    clustering_name,
+    parse_clustering_name,
+)
+
+MANIFEST = {
+    "data": {"root": "/data", "label_names": ["a", "b"]},
+    "classes": [{"id": "c0000", "name": "a", "label": 0, "n_files": 5}],
+    "model": {"spec": "vgg11"},
+    "analysis": {"neighbors": 10},
+}
+
+
+def fake_class(n=5, seed=0, name="a", label=0):
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for key, description in CLASS_ARRAYS.items():
+        if key.startswith("thumb_offsets"):
+            continue
+        arrays[key] = rng.normal(size=(n, 2)).astype(np.float32)
+    arrays["paths"] = np.array([f"{name}/{i}.png" for i in range(n)])
+    arrays["clustering_names"] = np.array(["kmeans-k2", "ward-k2"])
+    arrays["clustering_labels"] = rng.integers(0, 2, size=(2, n)).astype(np.int16)
+    thumbs = {"image": [bytes([i]) * (i + 1) for i in range(n)], "heatmap": [b"h%d" % i for i in range(n)]}
+    summary = {"name": name, "label": label, "n": n, "tau": 1.5, "default_clustering": "ward-k2"}
+    return ClassAnalysis(summary=summary, arrays=arrays,
+                         heatmaps=rng.normal(size=(n, 4, 4)).astype(np.float32), thumbs=thumbs)
+
+
+@pytest.fixture
+def writer(tmp_path):
+    return RunWriter.create(tmp_path / "run", MANIFEST)
+
+
+def test_round_trip(writer):
+    analysis = fake_class()
+    writer.write_class("c0000", analysis)
+    store = RunStore(writer.root)
+    assert store.finished_ids() == ["c0000"]
+    assert store.summary("c0000")["tau"] == 1.5
+    assert store.summary("c0000")["bytes"] > 0
+    arrays = store.arrays("c0000")
+    np.testing.assert_array_equal(arrays["paths"], analysis.arrays["paths"])
+    np.testing.assert_array_equal(arrays["clustering_labels"], analysis.arrays["clustering_labels"])
+    heatmaps = store.heatmaps("c0000")
+    assert heatmaps.dtype == np.float16 and heatmaps.shape == (5, 4, 4)
+    np.testing.assert_array_equal(heatmaps, analysis.heatmaps.astype(np.float16))
+    with pytest.raises(ValueError):
+        heatmaps[0, 0, 0] = 1  # read-only memory map
+    for i in range(5):
+        assert store.thumbnail("c0000", "image", i) == analysis.thumbs["image"][i]
+        assert store.thumbnail("c0000", "heatmap", i) == analysis.thumbs["heatmap"][i]
+    records = store.classes()
+    assert [(r.id, r.name, r.label) for r in records] == [("c0000", "a", 0)]
+
+
+@pytest.mark.parametrize("index", [-1, 5, 10**9])
+def test_thumbnail_out_of_range(writer, index):
+    writer.write_class("c0000", fake_class())
+    with pytest.raises(StoreError):
+        writer.thumbnail("c0000", "image", index)
+
+
+def test_unknown_thumbnail_kind_and_class(writer):
+    writer.write_class("c0000", fake_class())
+    with pytest.raises(StoreError):
+        writer.thumbnail("c0000", "../manifest", 0)
+    with pytest.raises(StoreError):
+        writer.summary("c0001")
+    with pytest.raises(StoreError):
+        writer.summary("../c0000")
+
+
+def test_failed_write_leaves_nothing_visible(writer, monkeypatch):
+    def broken_savez(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module.np, "savez", broken_savez)
+    with pytest.raises(OSError):
+        writer.write_class("c0000", fake_class())
+    assert writer.finished_ids() == []
+    assert not any(path.name.startswith(".tmp") for path in writer.classes_dir.iterdir())
+
+
+def test_rewrite_replaces_a_class_whole(writer):
+    writer.write_class("c0000", fake_class(n=5, seed=0))
+    writer.write_class("c0000", fake_class(n=7, seed=1))
+    assert writer.summary("c0000")["n"] == 7
+    assert writer.arrays("c0000")["paths"].shape == (7,)
+    assert [p.name for p in writer.classes_dir.iterdir()] == ["c0000"]
+
+
+def test_stale_temporaries_are_ignored_and_removed(writer):
+    stale = writer.classes_dir / ".tmp-c0001-99"
+    stale.mkdir()
+    (stale / "summary.json").write_text("{}")
+    half = writer.classes_dir / "c0002"
+    half.mkdir()  # a folder without summary.json is not a finished class
+    assert writer.finished_ids() == []
+    reopened = RunWriter.create(writer.root, MANIFEST)
+    assert not stale.exists()
+    assert reopened.finished_ids() == []
+
+
+def test_resume_refuses_other_parameters(writer):
+    other = {**MANIFEST, "analysis": {"neighbors": 5}}
+    with pytest.raises(StoreError, match="analysis"):
+        RunWriter.create(writer.root, other)
+    RunWriter.create(writer.root, other, force=True)
+    assert RunStore(writer.root).manifest["analysis"] == {"neighbors": 5}
+
+
+def test_resume_adds_new_classes_to_the_manifest(writer):
+    more = {**MANIFEST, "classes": [{"id": "c0001", "name": "b", "label": 1, "n_files": 3}]}
+    reopened = RunWriter.create(writer.root, more)
+    assert [c["id"] for c in reopened.manifest["classes"]] == ["c0000", "c0001"]
+
+
+def test_schema_version_is_checked(writer):
+    path = writer.root / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["schema_version"] = SCHEMA_VERSION + 1
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="schema version"):
+        RunStore(writer.root)
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="not a SpRAy run"):
+        RunStore(tmp_path)
+
+
+def test_nan_never_reaches_json(writer):
+    analysis = fake_class()
+    analysis.summary["tau"] = float("nan")
+    writer.write_class("c0000", analysis)
+    assert writer.summary("c0000")["tau"] is None
+
+
+def test_experiment_ids_are_validated(writer):
+    writer.save_experiment({"id": "exp-1", "created": "2026"})
+    assert writer.experiments()[0]["id"] == "exp-1"
+    with pytest.raises(StoreError):
+        writer.save_experiment({"id": "../evil"})
+
+
+def test_names():
+    assert class_id(7) == "c0007"
+    assert clustering_name("ward", 3) == "ward-k3"
+    assert parse_clustering_name("kmeans_lead-k12") == ("kmeans_lead", 12)
+    with pytest.raises(StoreError):
+        parse_clustering_name("ward")
