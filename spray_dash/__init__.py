@@ -1,0 +1,70 @@
+"""SpRAy Studio's dashboard: serves a precompute run store in the browser.
+
+``create_app(run_dir)`` returns a Dash app with three pages: the class leaderboard
+(``/``), the class explorer (``/class/<name>``) and the artifact lab (``/lab``).
+The app reads the store through :mod:`spray_dash.data` and never recomputes it.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Optional
+
+__all__ = ["create_app", "ASSETS_DIR", "PAGES"]
+
+PAGES = ("leaderboard", "explorer", "not_found_404")
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+
+
+def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "SpRAy Studio"):
+    """Build the Dash app for the run directory ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run written by ``python -m precompute``; opened read-only.
+    cache_config : dict, optional
+        flask-caching settings (default: in-process SimpleCache).
+    title : str
+        Browser title.
+
+    Returns
+    -------
+    dash.Dash
+        ``app.server`` is the Flask app (WSGI).
+    """
+    import dash
+    from dash import Dash, dcc, html
+
+    from . import data, routes
+
+    app = Dash(
+        __name__,
+        use_pages=True,
+        pages_folder="",  # pages are imported below, after the app exists
+        assets_folder=str(ASSETS_DIR),
+        title=title,
+        update_title=None,
+        suppress_callback_exceptions=True,
+    )
+    data.configure(app.server, Path(run_dir), cache_config)
+    app.server.register_blueprint(routes.blueprint)
+    for page in PAGES:  # each page module calls dash.register_page when imported
+        importlib.import_module(f"{__name__}.pages.{page}")
+
+    info = data.run_info()
+    app.layout = html.Div(className="app-shell", children=[
+        html.Header(className="topbar", children=[
+            dcc.Link(className="brand", href="/", children=[
+                html.Span("SpRAy", className="brand-strong"), html.Span(" Studio"),
+            ]),
+            html.Nav(className="topnav", children=[
+                dcc.Link("Leaderboard", href="/", className="topnav-link"),
+            ]),
+            html.Span(className="topbar-run", title=info["root"],
+                      children=f"{info['model']} · {info['classes_total']} classes"),
+        ]),
+        html.Main(className="page", children=dash.page_container),
+    ])
+    return app

@@ -1,0 +1,154 @@
+"""Pure figure builders: arrays in, ``go.Figure`` out (testable without a browser)."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+__all__ = [
+    "CLUSTER_COLORS",
+    "CORRECT_COLOR",
+    "WRONG_COLOR",
+    "cluster_color",
+    "point_colors",
+    "embedding_figure",
+    "spectrum_figure",
+    "tau_overview_figure",
+]
+
+CLUSTER_COLORS: List[str] = list(qualitative.D3) + list(qualitative.Dark24[10:]) + list(qualitative.Light24)
+CORRECT_COLOR = "#2a9d8f"
+WRONG_COLOR = "#e76f51"
+_FONT = dict(family="Inter, system-ui, -apple-system, Segoe UI, sans-serif", size=12, color="#1f2933")
+
+
+def cluster_color(cluster: int) -> str:
+    """Colour of cluster ``cluster`` (cycles after 44 colours)."""
+    return CLUSTER_COLORS[int(cluster) % len(CLUSTER_COLORS)]
+
+
+def point_colors(mode: str, *, labels: Optional[np.ndarray] = None, true_rank: Optional[np.ndarray] = None,
+                 true_prob: Optional[np.ndarray] = None) -> Tuple[list, Optional[dict]]:
+    """Per-point marker colours and an optional colour bar.
+
+    Parameters
+    ----------
+    mode : str
+        ``"cluster"`` (needs ``labels``), ``"correct"`` (needs ``true_rank``) or
+        ``"prob"`` (needs ``true_prob``).
+
+    Returns
+    -------
+    colors : list
+        Hex strings (categorical) or floats (continuous), one per point.
+    colorbar : dict or None
+        Marker settings for a continuous scale.
+    """
+    if mode == "cluster":
+        return [cluster_color(c) for c in np.asarray(labels)], None
+    if mode == "correct":
+        return [CORRECT_COLOR if r == 1 else WRONG_COLOR for r in np.asarray(true_rank)], None
+    if mode == "prob":
+        return np.asarray(true_prob, dtype=float).round(4).tolist(), {
+            "colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0,
+            "colorbar": {"title": {"text": "p(true)", "side": "right"}, "thickness": 12, "len": 0.8},
+        }
+    raise ValueError(f"unknown colour mode {mode!r}")
+
+
+def embedding_figure(coords: np.ndarray, colors: list, *, colorbar: Optional[dict] = None,
+                     selected: Optional[Sequence[int]] = None, axis_titles: Tuple[str, str] = ("", ""),
+                     revision: str = "", height: int = 560) -> go.Figure:
+    """WebGL scatter of a 2-D map; each point's sample index is its ``customdata``.
+
+    Parameters
+    ----------
+    coords : ndarray of shape (n, 2)
+    colors : list of length n
+        From :func:`point_colors`.
+    colorbar : dict, optional
+        Continuous-scale marker settings from :func:`point_colors`.
+    selected : sequence of int, optional
+        Sample indices to show as selected (others are dimmed).
+    axis_titles : (str, str)
+    revision : str
+        ``uirevision``: zoom and pan survive updates with the same revision.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    n = len(coords)
+    marker = {"size": 6, "color": colors, "line": {"width": 0}, "opacity": 0.9}
+    if colorbar:
+        marker.update(colorbar)
+    trace = go.Scattergl(
+        x=coords[:, 0].round(5), y=coords[:, 1].round(5), mode="markers",
+        customdata=list(range(n)), marker=marker, hoverinfo="none",
+        selected={"marker": {"opacity": 1.0, "size": 8}},
+        unselected={"marker": {"opacity": 0.18}},
+        name="samples", showlegend=False,
+    )
+    if selected is not None:
+        trace.selectedpoints = [int(i) for i in selected]
+    # Trace 1 rings the sample whose gallery tile was clicked (filled in by a Patch).
+    focus = go.Scattergl(x=[], y=[], customdata=[], mode="markers", hoverinfo="skip", showlegend=False,
+                         name="focus", marker={"size": 18, "color": "rgba(0,0,0,0)",
+                                               "line": {"width": 3, "color": "#111827"}})
+    fig = go.Figure([trace, focus])
+    fig.update_layout(
+        dragmode="lasso", uirevision=revision, height=height, font=_FONT,
+        margin=dict(l=44, r=16, t=12, b=40), plot_bgcolor="#fbfbfd", paper_bgcolor="white",
+        hovermode="closest", clickmode="event+select", newselection_mode="immediate",
+        xaxis=dict(title=axis_titles[0], zeroline=False, showgrid=True, gridcolor="#eef0f4", showticklabels=False),
+        yaxis=dict(title=axis_titles[1], zeroline=False, showgrid=True, gridcolor="#eef0f4", showticklabels=False),
+    )
+    return fig
+
+
+def spectrum_figure(eigenvalues: np.ndarray, eigengap_k: int, *, height: int = 200) -> go.Figure:
+    """The eigenvalue spectrum of L_sym with the eigengap marked.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray of shape (q,), ascending
+    eigengap_k : int
+        Count of eigenvalues before the largest (relative) gap.
+    """
+    values = np.asarray(eigenvalues, dtype=float)
+    index = np.arange(1, len(values) + 1)
+    colors = ["#3d5a80" if i <= eigengap_k else "#98a6b8" for i in index]
+    fig = go.Figure(go.Scatter(
+        x=index, y=values, mode="lines+markers", line=dict(color="#98a6b8", width=1.5),
+        marker=dict(color=colors, size=7), hovertemplate="λ<sub>%{x}</sub> = %{y:.4f}<extra></extra>",
+        showlegend=False,
+    ))
+    if 1 <= eigengap_k < len(values):
+        fig.add_vrect(x0=eigengap_k + 0.1, x1=eigengap_k + 0.9, fillcolor="#ee6c4d", opacity=0.18, line_width=0)
+        fig.add_annotation(x=eigengap_k + 0.5, y=float(values.max()), text=f"eigengap → {eigengap_k} cluster"
+                           + ("s" if eigengap_k != 1 else ""), showarrow=False, yanchor="top",
+                           font=dict(size=11, color="#c44b2b"))
+    fig.update_layout(
+        height=height, margin=dict(l=40, r=10, t=10, b=30), font=_FONT, plot_bgcolor="white",
+        xaxis=dict(title="eigenvalue index", dtick=4 if len(values) > 12 else 1, gridcolor="#eef0f4",
+                   range=[0.4, len(values) + 0.6]),
+        yaxis=dict(title="λ", gridcolor="#eef0f4", rangemode="tozero"),
+    )
+    return fig
+
+
+def tau_overview_figure(taus: Sequence[float], names: Sequence[str], *, highlight: int = 5,
+                        height: int = 170) -> go.Figure:
+    """All classes' tau, sorted descending, the top ``highlight`` labelled."""
+    taus = np.asarray(taus, dtype=float)
+    order = np.argsort(-taus, kind="stable")
+    ranks = np.arange(1, len(taus) + 1)
+    colors = ["#ee6c4d" if r <= highlight else "#98a6b8" for r in ranks]
+    fig = go.Figure(go.Bar(
+        x=ranks, y=taus[order], marker_color=colors, customdata=[names[i] for i in order],
+        hovertemplate="#%{x} %{customdata}: τ = %{y:.3f}<extra></extra>", showlegend=False,
+    ))
+    fig.update_layout(
+        height=height, margin=dict(l=40, r=10, t=8, b=30), font=_FONT, plot_bgcolor="white", bargap=0.05,
+        xaxis=dict(title="rank", gridcolor="#eef0f4"), yaxis=dict(title="τ", gridcolor="#eef0f4"),
+    )
+    return fig

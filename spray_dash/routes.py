@@ -1,0 +1,131 @@
+"""Flask routes serving stored images and exports by URL (never base64 in callbacks).
+
+* ``/thumb/<class id>/<image|heatmap>/<index>.webp``: a stored thumbnail;
+* ``/prototype/<class id>.webp?sel=<mask token>``: the mean heatmap of a selection;
+* ``/export/<class id>.<csv|json>?sel=<mask token>&clustering=<name>``: a selection's table.
+
+Only ids, kinds and indices that exist in the store are served; anything else,
+including path tricks, gets a plain 404. Thumbnails and prototypes are immutable for
+a given class folder, so they carry an ETag and long cache headers.
+"""
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, abort, request
+
+from precompute.errors import StoreError
+
+from . import data
+from .selection import decode_mask, export_csv, export_json, export_rows
+
+__all__ = ["blueprint", "thumb_url", "prototype_url", "export_url"]
+
+blueprint = Blueprint("spray_routes", __name__)
+
+_CLASS_ID = re.compile(r"^c\d{4,6}$")
+_CLUSTERING = re.compile(r"^[a-z][a-z0-9_]{0,31}-k\d{1,4}$")
+_CACHE_SECONDS = 7 * 24 * 3600
+
+
+def thumb_url(cid: str, kind: str, index: int) -> str:
+    """URL of a stored thumbnail."""
+    return f"/thumb/{cid}/{kind}/{int(index)}.webp"
+
+
+def prototype_url(cid: str, token: str) -> str:
+    """URL of the mean heatmap of a selection."""
+    return f"/prototype/{cid}.webp?sel={token}"
+
+
+def export_url(cid: str, fmt: str, token: str, clustering: str = "") -> str:
+    """URL of a selection export (``fmt`` is ``csv`` or ``json``)."""
+    suffix = f"&clustering={clustering}" if clustering else ""
+    return f"/export/{cid}.{fmt}?sel={token}{suffix}"
+
+
+def _class_or_404(cid: str) -> str:
+    if not _CLASS_ID.match(cid or "") or not data.store().has_class(cid):
+        abort(404)
+    return cid
+
+
+def _cached(payload: bytes, mimetype: str, etag: str) -> Response:
+    response = Response(payload, mimetype=mimetype)
+    response.set_etag(etag)
+    response.headers["Cache-Control"] = f"public, max-age={_CACHE_SECONDS}, immutable"
+    return response.make_conditional(request)
+
+
+def _class_version(cid: str) -> str:
+    summary = data.store().summary(cid)
+    return f"{summary.get('n')}-{summary.get('bytes')}"
+
+
+@blueprint.route("/thumb/<cid>/<kind>/<int:index>.webp")
+def thumbnail(cid: str, kind: str, index: int) -> Response:
+    _class_or_404(cid)
+    if kind not in ("image", "heatmap"):
+        abort(404)
+    try:
+        payload = data.thumbnail(cid, kind, index)
+    except StoreError:
+        abort(404)
+    return _cached(payload, "image/webp", f"{cid}-{_class_version(cid)}-{kind}-{index}")
+
+
+def _selection_or_404(cid: str):
+    view = data.class_view(cid)
+    indices = decode_mask(request.args.get("sel", ""), view.n)
+    if indices is None or indices.size == 0:
+        abort(404)
+    return view, indices
+
+
+@blueprint.route("/prototype/<cid>.webp")
+def prototype(cid: str) -> Response:
+    _class_or_404(cid)
+    _, indices = _selection_or_404(cid)
+    try:
+        payload = data.mean_heatmap_image(cid, tuple(int(i) for i in indices))
+    except StoreError:
+        abort(404)
+    return _cached(payload, "image/webp", f"proto-{cid}-{_class_version(cid)}-{request.args.get('sel', '')}")
+
+
+@blueprint.route("/export/<cid>.<fmt>")
+def export(cid: str, fmt: str) -> Response:
+    _class_or_404(cid)
+    if fmt not in ("csv", "json"):
+        abort(404)
+    view, indices = _selection_or_404(cid)
+    clustering = request.args.get("clustering", "")
+    labels = None
+    if clustering:
+        if not _CLUSTERING.match(clustering) or clustering not in view.clustering_names:
+            abort(404)
+        labels = view.clustering_labels[view.clustering_names.index(clustering)]
+    rows = export_rows(indices, class_name=view.name, paths=view.paths, label_names=data.label_names(),
+                       top_classes=view.top_classes, top_probs=view.top_probs, true_rank=view.true_rank,
+                       true_prob=view.true_prob, clustering=clustering or None, cluster_labels=labels)
+    filename = f"{view.name}-selection-{len(rows)}.{fmt}"
+    if fmt == "csv":
+        body, mimetype = export_csv(rows), "text/csv"
+    else:
+        body, mimetype = export_json(rows, run=str(data.store().root), class_id=cid, class_name=view.name), \
+            "application/json"
+    response = Response(body, mimetype=mimetype)
+    safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    response.headers["Content-Disposition"] = f'attachment; filename="{safe_name}"'
+    return response
+
+
+_DATA_PREFIXES = ("/thumb/", "/prototype/", "/export/")
+
+
+@blueprint.before_app_request
+def only_known_resources():
+    """Under the data prefixes, only this blueprint's routes answer: anything else is a 404,
+    never the app's HTML page (Dash serves its page for every unknown path)."""
+    if request.path.startswith(_DATA_PREFIXES) and not (request.endpoint or "").startswith(blueprint.name + "."):
+        abort(404)

@@ -1,0 +1,53 @@
+"""Figure builders: arrays in, figures out."""
+import numpy as np
+import pytest
+
+from spray_dash.figures import (
+    CORRECT_COLOR,
+    WRONG_COLOR,
+    cluster_color,
+    embedding_figure,
+    point_colors,
+    spectrum_figure,
+    tau_overview_figure,
+)
+
+
+def test_embedding_figure_carries_sample_indices():
+    coords = np.random.default_rng(0).normal(size=(30, 2))
+    colors, _ = point_colors("cluster", labels=np.arange(30) % 3)
+    fig = embedding_figure(coords, colors, selected=[2, 5], revision="r")
+    samples = fig.data[0]
+    assert samples.type == "scattergl"
+    assert list(samples.customdata) == list(range(30))
+    np.testing.assert_allclose(samples.x, coords[:, 0], atol=1e-5)
+    assert list(samples.selectedpoints) == [2, 5]
+    assert fig.layout.dragmode == "lasso" and fig.layout.uirevision == "r"
+    assert fig.data[1].name == "focus" and len(fig.data[1].x) == 0
+
+
+def test_point_colours():
+    colors, bar = point_colors("cluster", labels=np.array([0, 1, 0]))
+    assert colors == [cluster_color(0), cluster_color(1), cluster_color(0)] and bar is None
+    colors, _ = point_colors("correct", true_rank=np.array([1, 3]))
+    assert colors == [CORRECT_COLOR, WRONG_COLOR]
+    colors, bar = point_colors("prob", true_prob=np.array([0.25, 1.0]))
+    assert colors == [0.25, 1.0] and bar["cmin"] == 0 and bar["cmax"] == 1
+    with pytest.raises(ValueError):
+        point_colors("nope")
+
+
+def test_spectrum_marks_the_eigengap():
+    values = np.array([0.0, 0.001, 0.2, 0.25, 0.3])
+    fig = spectrum_figure(values, 2)
+    assert list(fig.data[0].y) == values.tolist()
+    marker_colors = fig.data[0].marker.color
+    assert marker_colors[0] == marker_colors[1] != marker_colors[2]
+    assert "2 clusters" in fig.layout.annotations[0].text
+    assert fig.layout.shapes[0].x0 == pytest.approx(2.1)
+
+
+def test_tau_overview_is_sorted():
+    fig = tau_overview_figure([0.5, 3.0, 1.0], ["a", "b", "c"], highlight=1)
+    assert list(fig.data[0].y) == [3.0, 1.0, 0.5]
+    assert list(fig.data[0].customdata) == ["b", "c", "a"]

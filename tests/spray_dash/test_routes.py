@@ -1,0 +1,68 @@
+"""Thumbnail, prototype and export routes: valid requests served with cache headers, anything else 404."""
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from precompute.store import RunStore
+from spray_dash.selection import encode_mask
+
+
+def test_thumbnail_is_the_stored_bytes_with_cache_headers(client, synthetic_run):
+    response = client.get("/thumb/c0001/heatmap/3.webp")
+    assert response.status_code == 200 and response.mimetype == "image/webp"
+    assert response.data == RunStore(synthetic_run).thumbnail("c0001", "heatmap", 3)
+    assert "max-age" in response.headers["Cache-Control"] and response.headers["ETag"]
+    again = client.get("/thumb/c0001/heatmap/3.webp", headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+
+
+@pytest.mark.parametrize("path", [
+    "/thumb/c0001/heatmap/90.webp", "/thumb/c0001/heatmap/-1.webp", "/thumb/c9999/image/0.webp",
+    "/thumb/c0001/manifest/0.webp", "/thumb/c0001/image/0.png", "/thumb/..%2F..%2Fmanifest.json",
+    "/thumb/c0001/../../manifest.json", "/thumb/%2Fetc%2Fpasswd/image/0.webp", "/thumb/c0001/image/1e3.webp",
+    "/prototype/c0001.webp", "/prototype/c0001.webp?sel=@@@", "/prototype/c0009.webp?sel=AAAA",
+    "/export/c0001.xml?sel=AAAA", "/export/c0001.csv?sel=", "/export/c0001.csv",
+])
+def test_bad_requests_are_404(client, path):
+    assert client.get(path).status_code == 404
+
+
+def test_prototype_is_the_mean_heatmap(client, synthetic_run):
+    store = RunStore(synthetic_run)
+    n = store.summary("c0000")["n"]
+    token = encode_mask(range(10), n)
+    response = client.get(f"/prototype/c0000.webp?sel={token}")
+    assert response.status_code == 200
+    image = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGB"))
+    mean = store.heatmaps("c0000")[:10].astype(np.float32).mean(axis=0)
+    # the brightest red cell of the rendering sits where the mean relevance peaks
+    peak = np.unravel_index(np.argmax(mean), mean.shape)
+    scale = image.shape[0] // mean.shape[0]
+    assert image[peak[0] * scale + scale // 2, peak[1] * scale + scale // 2, 0] > 200
+
+
+def test_exports_list_exactly_the_selection(client, synthetic_run):
+    store = RunStore(synthetic_run)
+    n = store.summary("c0000")["n"]
+    chosen = [0, 7, 42]
+    token = encode_mask(chosen, n)
+    response = client.get(f"/export/c0000.csv?sel={token}&clustering=ward-k3")
+    assert response.status_code == 200 and "attachment" in response.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.data.decode())))
+    paths = store.arrays("c0000")["paths"]
+    assert [int(r["index"]) for r in rows] == chosen
+    assert [r["path"] for r in rows] == [str(paths[i]) for i in chosen]
+    labels = store.arrays("c0000")["clustering_labels"][list(store.arrays("c0000")["clustering_names"]).index("ward-k3")]
+    assert [int(r["cluster"]) for r in rows] == [int(labels[i]) for i in chosen]
+    doc = json.loads(client.get(f"/export/c0000.json?sel={token}").data)
+    assert [s["index"] for s in doc["samples"]] == chosen and doc["class"] == "class_0000"
+    assert client.get(f"/export/c0000.csv?sel={token}&clustering=ward-k99").status_code == 404
+
+
+def test_pages_render_for_known_and_unknown_urls(client):
+    for path in ("/", "/class/class_0001", "/class/nope", "/class/%2e%2e", "/nothing/here", "/class/class_0001?k=zz&map=1"):
+        assert client.get(path).status_code == 200
