@@ -19,7 +19,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=f"run directory (default: the embedded demo in {DEMO_RUN}, built on first start)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8050)
-    parser.add_argument("--debug", action="store_true", help="Dash debug mode (never on a shared host)")
+    parser.add_argument("--debug", action="store_true", help="Dash debug mode with the development server "
+                                                              "(never on a shared host)")
+    parser.add_argument("--threads", type=int, default=8, help="worker threads of the web server (default 8)")
     return parser.parse_args(argv)
 
 
@@ -47,8 +49,19 @@ def main(argv=None) -> int:
               "can read the dataset's images and the analysis.", file=sys.stderr)
     print(f"SpRAy Studio: http://{'127.0.0.1' if args.host in LOCAL_HOSTS else args.host}:{args.port}/",
           file=sys.stderr)
-    app.run(host=args.host, port=args.port, debug=args.debug)
+    if args.debug:
+        app.run(host=args.host, port=args.port, debug=True)
+    else:
+        serve(app, host=args.host, port=args.port, threads=args.threads)
     return 0
+
+
+def serve(app, *, host: str, port: int, threads: int = 8) -> None:
+    """Serve with waitress, a production WSGI server (Dash's own server is for development)."""
+    from waitress import serve as waitress_serve
+
+    waitress_serve(app.server, host=host, port=port, threads=threads, ident="SpRAy Studio",
+                   max_request_body_size=32 * 1024 * 1024)
 
 
 if __name__ == "__main__":

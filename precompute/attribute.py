@@ -10,10 +10,17 @@ model once, then explains batch after batch::
 The default composite is the paper's rule set (Anders et al., Section 2.1): flat for
 the first layer, z-plus (alpha1-beta0) for the other convolutions, epsilon for dense
 layers. Relevance starts at the target's logit and is summed over colour channels.
+
+Two backends compute the same heatmaps. ``"zennit"`` registers zennit's hooks;
+``"fast"`` (:mod:`precompute.fast_lrp`) runs the same rules as autograd Functions,
+about twice as fast. ``"auto"`` (the default) takes the fast path when it supports the
+model and composite, checks it against zennit on the first image, and otherwise uses
+zennit.
 """
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
@@ -28,14 +35,17 @@ from zennit.composites import (
     EpsilonPlusFlat,
     SpecialFirstLayerMapComposite,
 )
-from zennit.core import Composite
+from zennit.core import Composite, RemovableHandleList
 from zennit.types import Linear as _ZennitLinear
 
 from .errors import ConfigError, ModelError
+from .fast_lrp import FastLRP, UnsupportedModel, relative_l2
 from .models import canonizers_for, check_canonized, input_bounds, make_merged_batchnorm_exact, normalize
 from .registry import Registry
 
 __all__ = [
+    "BACKENDS",
+    "PRECISIONS",
     "COMPOSITES",
     "GradientTimesInput",
     "Predictions",
@@ -47,6 +57,13 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Composites
 # --------------------------------------------------------------------------------------
+
+#: LRP implementations an :class:`Attributor` can use; see its ``backend``.
+BACKENDS = ("auto", "fast", "zennit")
+#: Arithmetic on CUDA; see the ``precision`` of :class:`Attributor`.
+PRECISIONS = ("fp32", "tf32", "bf16")
+#: Largest relative L2 difference between the fast path and zennit that the first-batch check accepts.
+FAST_TOLERANCE = 1e-4
 
 CompositeFactory = Callable[[List[Canonizer], torch.Tensor, torch.Tensor], Composite]
 
@@ -212,8 +229,9 @@ class Attributor:
     """Explain a classifier with a zennit composite, batch after batch.
 
     Use as a context manager: entering moves the model to the device, sets eval mode,
-    applies the canonizers and registers the rule hooks once; leaving removes them
-    (the model's parameters are restored) and restores the TF32 settings.
+    applies the canonizers and installs the rules once (zennit's hooks, or the fast
+    path's autograd Functions); leaving removes them (the model's parameters are
+    restored) and restores the TF32 settings.
 
     Parameters
     ----------
@@ -237,6 +255,24 @@ class Attributor:
         Refuse models with un-merged BatchNorms (see
         :func:`precompute.models.check_canonized`). Only tests that show *why* the
         check exists should turn it off.
+    backend : {"auto", "fast", "zennit"}
+        The LRP implementation. ``"zennit"`` registers zennit's hooks. ``"fast"``
+        runs the same rules without hooks (:class:`precompute.fast_lrp.FastLRP`, about
+        twice as fast) and raises ``ModelError`` for a model or composite it does not
+        implement. ``"auto"`` (default) uses the fast path where it is implemented and
+        zennit otherwise. With the fast path, the first image of the first batch is
+        also explained by zennit: if the heatmaps differ by more than
+        :data:`FAST_TOLERANCE` (relative L2), ``"auto"`` warns and switches to zennit
+        and ``"fast"`` raises ``ModelError``.
+    precision : {"fp32", "tf32", "bf16"}
+        Arithmetic on CUDA. ``"fp32"`` (default) turns TF32 off: TF32 changes
+        heatmaps by several per cent. ``"tf32"`` allows TF32 convolutions and
+        matmuls; ``"bf16"`` runs the fast path's forward pass under bfloat16
+        autocast (zennit's hooks recompute layers outside autocast, so it needs the
+        fast backend). Both are faster and less exact: use them only after measuring
+        their agreement with fp32 (``benchmarks/attribution.py --precision``). The
+        first-batch check always runs in fp32, and :meth:`predict` never uses
+        autocast. On the CPU only ``"fp32"`` is accepted.
 
     Attributes
     ----------
@@ -245,7 +281,13 @@ class Attributor:
     batch_size_ : int or None
         The batch size that fits, after any halving.
     composite_ : zennit.core.Composite
-        The registered composite, set on entering.
+        The composite, set on entering. Its canonizers are applied in both backends;
+        its hooks are registered only with the zennit backend.
+    backend_ : str
+        ``"fast"`` or ``"zennit"``: the implementation in use, set on entering and
+        changed by a fallback on the first batch.
+    fallback_reason_ : str or None
+        Why ``"auto"`` uses zennit, if it does.
 
     Notes
     -----
@@ -264,6 +306,8 @@ class Attributor:
         device: Union[str, torch.device] = "auto",
         batch_size: Optional[int] = None,
         check_batchnorm: bool = True,
+        backend: str = "auto",
+        precision: str = "fp32",
     ):
         self.model = model
         self.composite = composite
@@ -272,6 +316,8 @@ class Attributor:
         self.device = device
         self.batch_size = batch_size
         self.check_batchnorm = check_batchnorm
+        self.backend = backend
+        self.precision = precision
 
     # ---- context -------------------------------------------------------------------
 
@@ -281,31 +327,55 @@ class Attributor:
             isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1
         ):
             raise ConfigError(f"batch_size must be a positive integer or None, got {self.batch_size!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"unknown LRP backend {self.backend!r}; known: {', '.join(BACKENDS)}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; known: {', '.join(PRECISIONS)}")
         self.device_ = _resolve_device(self.device)
+        if self.precision != "fp32" and self.device_.type != "cuda":
+            raise ConfigError(
+                f"precision {self.precision!r} is only for CUDA devices; on {self.device_.type!r} "
+                "attribution runs in fp32 (precision 'fp32')"
+            )
         self.batch_size_ = self.batch_size
         canonizers = canonizers_for(self.model) if self.canonizers is None else list(self.canonizers)
         low, high = input_bounds(self.normalization)
-        self.composite_ = factory(canonizers, low.to(self.device_), high.to(self.device_))
+        self._bounds = (low.to(self.device_), high.to(self.device_))
+        self.composite_ = factory(canonizers, *self._bounds)
+        self.backend_ = None
+        self.fallback_reason_ = None
+        self._fast: Optional[FastLRP] = None
+        self._fast_checked = False
         self._first_layer_checked = False
         self._function_checked = not canonizers
         self._tf32_before = None
         self._entered = True
         try:
             if self.device_.type == "cuda":
-                # True fp32: TF32 matmuls/convolutions change heatmaps by about 6 %.
+                # True fp32 unless asked otherwise: TF32 matmuls/convolutions change heatmaps by about 6 %.
                 self._tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-                torch.backends.cuda.matmul.allow_tf32 = False
-                torch.backends.cudnn.allow_tf32 = False
+                self._set_tf32(self.precision == "tf32")
             self.model.to(self.device_).eval()
             self._register()
             if self.check_batchnorm and getattr(self.composite_, "requires_canonical_batchnorm", True):
                 check_canonized(self.model)
+            if self.precision == "bf16" and self.backend_ != "fast":
+                raise ConfigError(
+                    f"precision 'bf16' needs the fast LRP backend, which cannot explain this model "
+                    f"({self.fallback_reason_ or 'backend zennit was asked for'}); use precision 'fp32' or 'tf32'"
+                )
         except BaseException:
             self._release()  # __exit__ is not called when __enter__ raises
             raise
         return self
 
+    @staticmethod
+    def _set_tf32(enabled: bool) -> None:
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+
     def _register(self) -> None:
+        """Apply the canonizers, then the backend's rules (choosing the backend the first time)."""
         # zennit replaces ``.data`` (and adds missing biases) when merging; a canonizer that
         # fails half-way cannot undo its earlier merges, so keep references to restore them.
         before = [
@@ -314,7 +384,10 @@ class Attributor:
             for name, value in list(module._parameters.items()) + list(module._buffers.items())
         ]
         try:
-            self.composite_.register(self.model)
+            # What ``Composite.register`` does before its hooks; the hooks come in _install_rules.
+            self.composite_.remove()
+            for canonizer in self.composite_.canonizers:
+                self.composite_.handles += canonizer.apply(self.model)
         except RuntimeError as error:  # a canonizer merged layers whose shapes do not fit
             self.composite_.remove()
             for module, name, data in before:
@@ -327,6 +400,50 @@ class Attributor:
                 f"({', '.join(type(c).__name__ for c in self.composite_.canonizers)}) failed: {error}"
             ) from None
         make_merged_batchnorm_exact(self.composite_.handles)
+        self._install_rules()
+
+    def _install_rules(self) -> None:
+        if self.backend != "zennit" and self.backend_ != "zennit":
+            try:
+                self._fast = FastLRP(self.model, self.composite, self.composite_, *self._bounds).install()
+            except UnsupportedModel as error:
+                if self.backend == "fast":
+                    raise ModelError(self._fast_refusal(str(error))) from None
+                self.fallback_reason_ = str(error)
+            else:
+                self.backend_ = "fast"
+                return
+        self.backend_ = "zennit"
+        self._register_hooks(self.composite_.handles, self.composite_.hook_refs)
+
+    def _register_hooks(self, handles: list, hook_refs=None) -> None:
+        """zennit's hooks, placed on the canonized model exactly as ``Composite.register`` places them."""
+        context: dict = {}
+        for name, module in self.model.named_modules():
+            template = self.composite_.module_map(context, name, module)
+            if template is not None:
+                hook = template.copy()
+                if hook_refs is not None:
+                    hook_refs.add(hook)
+                handles.append(hook.register(module))
+
+    def _fast_refusal(self, reason: str) -> str:
+        return (
+            f"LRP backend 'fast' cannot explain model {type(self.model).__name__!r} with composite "
+            f"{self.composite!r}: {reason}. Use backend 'auto' (falls back to zennit) or 'zennit'."
+        )
+
+    def _switch_to_zennit(self, reason: str) -> None:
+        self._fast.remove()
+        self._fast = None
+        self.backend_, self.fallback_reason_ = "zennit", reason
+        self._register_hooks(self.composite_.handles, self.composite_.hook_refs)
+
+    def _unregister(self) -> None:
+        if self._fast is not None:
+            self._fast.remove()
+            self._fast = None
+        self.composite_.remove()  # removes zennit's hooks and reverts the canonizers' changes
 
     def __exit__(self, exc_type, exc_value, traceback) -> bool:
         self._release()
@@ -334,7 +451,7 @@ class Attributor:
 
     def _release(self) -> None:
         self._entered = False
-        self.composite_.remove()  # removes hooks and reverts the canonizers' changes
+        self._unregister()
         if self._tf32_before is not None:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._tf32_before
             self._tf32_before = None
@@ -461,29 +578,102 @@ class Attributor:
         try:
             if not self._function_checked:
                 self._check_canonizers_keep_the_function(inputs.detach())
-            with torch.enable_grad(), self._first_layer_check():
-                output = self.model(inputs)
-            if output.ndim != 2:
-                raise ModelError(f"the model must return logits of shape (B, C), got {tuple(output.shape)}")
-            num_classes = output.shape[1]
-            if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-                raise ConfigError(
-                    f"targets must lie in [0, {num_classes}) for this model, "
-                    f"got {int(targets.min())}..{int(targets.max())}"
-                )
-            one_hot = torch.nn.functional.one_hot(targets, num_classes).to(output.dtype)
-            if getattr(self.composite_, "multiply_by_input", False):
-                # Gradient x input: the gradient of the target logit itself, so the map sums to the logit.
-                (gradient,) = torch.autograd.grad(output, inputs, grad_outputs=one_hot)
-                relevance = gradient * inputs.detach()
+            if self.backend_ == "fast" and not self._fast_checked:
+                relevance, output = self._checked_fast_relevance(inputs, targets)
             else:
-                # Standard LRP: relevance starts at the target's logit, zero elsewhere.
-                (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=output.detach() * one_hot)
+                relevance, output = self._relevance(inputs, targets)
             heatmaps = relevance.sum(dim=1).detach().float().cpu().numpy()
             logits = output.detach().float().cpu().numpy()
         finally:
             self._free_hook_state()
         return heatmaps, logits
+
+    def _relevance(self, inputs: torch.Tensor, targets: torch.Tensor, exact: bool = False):
+        """Relevance (B, 3, H, W) at the normalised ``inputs`` and the logits (B, C), with the current rules.
+
+        ``exact`` forces fp32 autocast-free arithmetic (TF32 is handled by the caller).
+        """
+        autocast = (
+            torch.autocast(device_type=self.device_.type, dtype=torch.bfloat16)
+            if self.precision == "bf16" and self.backend_ == "fast" and not exact
+            else contextlib.nullcontext()
+        )
+        with torch.enable_grad(), self._first_layer_check(), autocast:
+            if self._fast is not None:
+                self._fast.begin_pass()
+            output = self.model(inputs)
+        if output.ndim != 2:
+            raise ModelError(f"the model must return logits of shape (B, C), got {tuple(output.shape)}")
+        num_classes = output.shape[1]
+        if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+            raise ConfigError(
+                f"targets must lie in [0, {num_classes}) for this model, "
+                f"got {int(targets.min())}..{int(targets.max())}"
+            )
+        one_hot = torch.nn.functional.one_hot(targets, num_classes).to(output.dtype)
+        if getattr(self.composite_, "multiply_by_input", False):
+            # Gradient x input: the gradient of the target logit itself, so the map sums to the logit.
+            (gradient,) = torch.autograd.grad(output, inputs, grad_outputs=one_hot)
+            relevance = gradient * inputs.detach()
+        else:
+            # Standard LRP: relevance starts at the target's logit, zero elsewhere.
+            (relevance,) = torch.autograd.grad(output, inputs, grad_outputs=output.detach() * one_hot)
+        return relevance, output
+
+    def _checked_fast_relevance(self, inputs: torch.Tensor, targets: torch.Tensor):
+        """The fast path's relevance, compared once with zennit's on the first image.
+
+        On a difference (or a layer the fast path notices only while running), "auto"
+        switches to zennit for good and recomputes the batch; "fast" raises ModelError.
+        """
+        try:
+            relevance, output = self._relevance(inputs, targets)
+            first = inputs[:1].detach().requires_grad_(True)
+            with self._exact_arithmetic():
+                fast = relevance[:1] if self.precision == "fp32" else self._relevance(first, targets[:1], True)[0]
+                reference = self._zennit_relevance(first, targets[:1])
+            error = relative_l2(fast.sum(dim=1), reference.sum(dim=1))
+            reason = None
+            if not error <= FAST_TOLERANCE:  # also NaN
+                reason = f"its heatmap of the first image differs from zennit's by {error:.3g} (relative L2)"
+        except UnsupportedModel as problem:
+            reason = str(problem)
+        except RuntimeError as problem:  # e.g. an in-place op on a tensor zennit would have cloned
+            if isinstance(problem, torch.cuda.OutOfMemoryError):
+                raise
+            reason = f"it failed with {type(problem).__name__}: {problem}"
+        if reason is None:
+            self._fast_checked = True
+            return relevance, output
+        if self.backend == "fast":
+            raise ModelError(self._fast_refusal(reason))
+        warnings.warn(f"the fast LRP path cannot reproduce zennit on this model ({reason}); using zennit",
+                      RuntimeWarning, stacklevel=4)
+        self._switch_to_zennit(reason)
+        return self._relevance(inputs, targets)
+
+    def _zennit_relevance(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Relevance with zennit's hooks in place of the fast rules, for the first-batch check."""
+        self._fast.remove()
+        hooks = RemovableHandleList()
+        try:
+            self._register_hooks(hooks)
+            return self._relevance(inputs, targets, exact=True)[0]
+        finally:
+            hooks.remove()
+            self._fast.install()
+
+    @contextlib.contextmanager
+    def _exact_arithmetic(self):
+        """TF32 off for a while (fp32 and the CPU have it off already)."""
+        if self._tf32_before is None or self.precision != "tf32":
+            yield
+            return
+        self._set_tf32(False)
+        try:
+            yield
+        finally:
+            self._set_tf32(True)
 
     def _predict_batch(self, images: torch.Tensor) -> np.ndarray:
         try:
@@ -501,7 +691,7 @@ class Attributor:
         """
         with torch.no_grad():
             canonized = self.model(inputs)
-            self.composite_.remove()
+            self._unregister()
             try:
                 original = self.model(inputs)
             finally:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m precompute {run,demo,evaluate} ...``.
+"""Command line: ``python -m precompute {run,demo,evaluate,paste} ...``.
 
 Errors a user can cause are printed as one ``error:`` line naming the file and the
 reason (exit status 2); an interrupted run says how to resume (exit status 130).
@@ -79,10 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="zennit composite (default epsilon_plus_flat: the paper's rules)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     run.add_argument("--batch-size", type=_positive_int, default=32)
-    run.add_argument("--workers", type=int, default=None, help="DataLoader workers (default min(4, cpus-1))")
+    run.add_argument("--workers", type=int, default=None, help="DataLoader workers (default min(4, cpus-1); min(8, cpus-1) on CUDA)")
     run.add_argument("--classes", type=_class_list, default=None, help="only these classes: a,b,c")
     run.add_argument("--thumb-size", type=_positive_int, default=128, help="thumbnail side in pixels (default 128)")
-    run.add_argument("--engine", default="local", help="local (default)")
+    run.add_argument("--engine", default="local",
+                     help="local (default): this process; ray: every GPU of a Ray cluster, analyses as Ray tasks "
+                          "(a local Ray, or the cluster in RAY_ADDRESS; see README)")
+    run.add_argument("--lrp-backend", choices=["auto", "fast", "zennit"], default="auto",
+                     help="LRP implementation: fast (hook-free, about 2x faster), zennit, or auto (default): "
+                          "fast where it reproduces zennit, else zennit")
+    run.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
+                     help="CUDA arithmetic (default fp32; tf32/bf16 are faster but inexact: measure them first "
+                          "with benchmarks/attribution.py --precision)")
     run.add_argument("--force", action="store_true", help="recompute finished classes")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_analysis_options(run)
@@ -98,6 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", type=Path, help="run directory")
     evaluate.add_argument("--truth", type=Path, default=None,
                           help="CSV with columns path,class,artifact (default RUN/truth.csv)")
+    paste = commands.add_parser(
+        "paste", help="paste an artifact onto samples of other classes and measure the model (Table 3)",
+        description="Prints one JSON object on the last line of stdout; the experiment is saved in RUN/experiments.")
+    paste.add_argument("run", type=Path, help="run directory")
+    paste.add_argument("--artifact", required=True,
+                       help="an RGBA PNG file, or the name/id of an artifact in the run (e.g. watermark)")
+    paste.add_argument("--origin", required=True, help="the class the artifact was found in")
+    paste.add_argument("--position", default="original",
+                       help="original (default), random, corner (= bl), tl|tr|bl|br, or x,y in model-input pixels")
+    paste.add_argument("--scale", type=float, default=1.0)
+    paste.add_argument("--opacity", type=float, default=1.0)
+    paste.add_argument("--n", type=_positive_int, default=64, help="number of target samples (default 64)")
+    paste.add_argument("--seed", type=int, default=0)
+    paste.add_argument("--targets", type=_class_list, default=None, help="draw targets only from these classes")
+    paste.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    paste.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -114,6 +138,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         analysis=AnalysisConfig(neighbors=args.neighbors, eigenvectors=args.eigenvectors, pool=args.pool,
                                 distance=args.distance, maps=tuple(args.maps), seed=args.seed),
         thumb_size=args.thumb_size, force=args.force, engine=args.engine,
+        lrp_backend=args.lrp_backend, precision=args.precision,
     )
     report = run(config, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr))
     _print_summary(report)
@@ -147,7 +172,69 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate}
+def _resolve_artifact(store, text: str):
+    """An artifact from a PNG path, or from the run's library/drafts by name or id."""
+    from .lab import artifact_from_entry, load_artifact_image
+
+    path = Path(text)
+    if path.is_file():
+        artifact = load_artifact_image(path.read_bytes(), name=path.stem)
+        data = path.read_bytes()
+        for entry in store.artifact_entries():  # the same PNG as a known artifact: reuse its position
+            try:
+                if store.artifact_png(entry["id"]) == data:
+                    known = artifact_from_entry(store, entry["id"])
+                    artifact.position, artifact.origin = known.position, known.origin
+                    break
+            except (OSError, SprayError):
+                continue
+        return artifact
+    for entry in store.artifact_entries():
+        if text in (entry["id"], entry.get("name")):
+            return artifact_from_entry(store, entry["id"])
+    names = ", ".join(sorted({entry.get("name", entry["id"]) for entry in store.artifact_entries()})) or "none"
+    raise ConfigError(f"--artifact {text!r}: no such file, and no artifact of that name in the run (known: {names})")
+
+
+def _cmd_paste(args: argparse.Namespace) -> int:
+    from .lab import ModelSession, PasteSpec, Placement, run_paste_experiment
+    from .store import ExperimentWriter, RunStore
+
+    store = RunStore(args.run)
+    try:
+        origin_id = store.id_for_name(args.origin)
+    except SprayError:
+        raise ConfigError(f"--origin {args.origin!r}: no such class in {store.root}") from None
+    targets = None
+    if args.targets:
+        targets = []
+        for name in args.targets:
+            try:
+                targets.append(store.id_for_name(name))
+            except SprayError:
+                raise ConfigError(f"--targets: no class {name!r} in {store.root}") from None
+    artifact = _resolve_artifact(store, args.artifact)
+    placement = Placement.parse(args.position, scale=args.scale, opacity=args.opacity).validate()
+    spec = PasteSpec(origin_id=origin_id, placement=placement, n=args.n, seed=args.seed, target_ids=targets)
+    session = ModelSession(store, device=args.device)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=args.n, desc="paste", unit="img", disable=args.quiet) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        record, files = run_paste_experiment(store, session, artifact, spec, progress=progress)
+    path = ExperimentWriter(store).save_experiment(record, files)
+    print(f"saved {path}", file=sys.stderr)
+    summary = record["summary"]
+    keys = ("mean_delta_rank", "mean_delta_prob", "flip_rate")
+    print(json.dumps({"origin": summary["origin"], "n": summary["n"], **{k: summary[k] for k in keys},
+                      "control": {k: summary["control"][k] for k in keys}}))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "paste": _cmd_paste}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -157,6 +244,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return COMMANDS[args.command](args)
     except SprayError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # disk full, permission denied, ...: the user can act on these
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished classes are kept; run the same command again to resume", file=sys.stderr)

@@ -5,7 +5,7 @@ is raised as a :class:`SprayError` subclass whose message names the file and the
 reason. The CLI prints such messages without a traceback; anything else is a bug.
 """
 
-__all__ = ["SprayError", "ModelError", "DataError", "StoreError", "ConfigError"]
+__all__ = ["SprayError", "ModelError", "DataError", "StoreError", "DiskFullError", "ConfigError"]
 
 
 class SprayError(Exception):
@@ -22,6 +22,10 @@ class DataError(SprayError):
 
 class StoreError(SprayError):
     """A run directory is missing, incompatible or damaged."""
+
+
+class DiskFullError(StoreError):
+    """A write failed because the disk (or quota) is full."""
 
 
 class ConfigError(SprayError):

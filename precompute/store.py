@@ -17,14 +17,17 @@ Layout::
           thumbs-image.bin           packed WebP thumbnails of the model's input images
           thumbs-heatmap.bin         packed WebP thumbnails of the heatmaps
         .tmp-c0001-1234/             a class being written; never read
-      artifacts/                     RGBA artifact patches + artifacts.json (demo, lab uploads)
-      experiments/                   artifact-lab experiment records (JSON)
+      artifacts/                     the run's artifact library: RGBA patches + artifacts.json (demo)
+      experiments/                   written by the artifact lab (the only part the app writes)
+        artifacts/<id>.png, <id>.json    artifact drafts: uploads, boxes cut from samples, proposals
+        <experiment id>/             one finished experiment: record.json + thumbnails, written atomically
 
 A class folder appears only through an atomic ``rename`` of a complete temporary
 folder, so a reader never sees half a class and a killed run resumes cleanly.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -37,10 +40,12 @@ from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Seque
 
 import numpy as np
 
-from .errors import StoreError
+from .errors import DiskFullError, StoreError
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ExperimentWriter",
+    "new_record_id",
     "CLASS_ARRAYS",
     "THUMB_KINDS",
     "ClassAnalysis",
@@ -106,6 +111,17 @@ def parse_clustering_name(name: str) -> tuple:
     if not match:
         raise StoreError(f"not a clustering name: {name!r} (expected '<family>-k<k>')")
     return match["family"], int(match["k"])
+
+
+def _is_disk_full(error: OSError, folder: Path) -> bool:
+    """True if ``error`` means "no space left": ENOSPC/EDQUOT, or a short write (numpy's
+    ``tofile`` raises a bare ``OSError("N requested and M written")``) on a nearly full disk."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 16 * 1024 * 1024
+    except OSError:
+        return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -325,23 +341,149 @@ class RunStore:
 
     # -- artifacts and experiments --------------------------------------------------------------
     def artifacts(self) -> List[Dict[str, Any]]:
-        """The artifact library (``artifacts/artifacts.json``), possibly empty."""
+        """The run's artifact library (``artifacts/artifacts.json``), possibly empty."""
         path = self.artifacts_dir / "artifacts.json"
         if not path.is_file():
             return []
         return json.loads(path.read_text(encoding="utf-8"))
+
+    def artifact_entries(self) -> List[Dict[str, Any]]:
+        """Every artifact a lab can use: the library (``id`` = ``lib-<name>``), then drafts, newest first.
+
+        Each entry has ``id``, ``name``, ``class`` (origin class name, may be empty),
+        ``position`` ([x, y] in model-input pixels, or None), ``size`` ([w, h]) and ``source``.
+        """
+        entries = []
+        for item in self.artifacts():
+            entries.append({**item, "id": f"lib-{item['name']}", "source": "library"})
+        drafts_dir = self.experiments_dir / _DRAFTS
+        if drafts_dir.is_dir():
+            drafts = []
+            for path in drafts_dir.glob("*.json"):
+                try:
+                    drafts.append(json.loads(path.read_text(encoding="utf-8")))
+                except (OSError, ValueError):
+                    continue
+            entries += sorted(drafts, key=lambda item: item.get("created", ""), reverse=True)
+        return entries
+
+    def artifact_entry(self, artifact_id: str) -> Dict[str, Any]:
+        """One artifact entry by id (see :meth:`artifact_entries`)."""
+        for entry in self.artifact_entries():
+            if entry["id"] == artifact_id:
+                return entry
+        raise StoreError(f"unknown artifact {artifact_id!r}")
+
+    def artifact_png(self, artifact_id: str) -> bytes:
+        """The RGBA PNG of an artifact entry."""
+        entry = self.artifact_entry(artifact_id)
+        if entry["source"] == "library":
+            path = self.artifacts_dir / Path(entry["file"]).name
+        else:
+            path = self.experiments_dir / _DRAFTS / f"{_checked_id(artifact_id)}.png"
+        return path.read_bytes()
 
     def experiments(self) -> List[Dict[str, Any]]:
         """All saved experiment records, newest first."""
         if not self.experiments_dir.is_dir():
             return []
         records = []
-        for path in self.experiments_dir.glob("*.json"):
+        for entry in os.scandir(self.experiments_dir):
+            if entry.name.startswith(".") or entry.name == _DRAFTS or not entry.is_dir():
+                continue
             try:
-                records.append(json.loads(path.read_text(encoding="utf-8")))
+                records.append(json.loads(Path(entry.path, _RECORD).read_text(encoding="utf-8")))
             except (OSError, ValueError):
                 continue
         return sorted(records, key=lambda rec: rec.get("created", ""), reverse=True)
+
+    def experiment(self, exp_id: str) -> Dict[str, Any]:
+        """The record of experiment ``exp_id``."""
+        path = self.experiments_dir / _checked_id(exp_id) / _RECORD
+        if not path.is_file():
+            raise StoreError(f"unknown experiment {exp_id!r}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def experiment_file(self, exp_id: str, name: str) -> bytes:
+        """A file saved with experiment ``exp_id`` (thumbnails, the artifact PNG)."""
+        if not _FILE_NAME_RE.match(name or "") or name == _RECORD:
+            raise StoreError(f"bad experiment file name {name!r}")
+        path = self.experiments_dir / _checked_id(exp_id) / name
+        if not path.is_file():
+            raise StoreError(f"experiment {exp_id!r} has no file {name!r}")
+        return path.read_bytes()
+
+
+_DRAFTS = "artifacts"
+_RECORD = "record.json"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.(png|webp|json|csv)$")
+
+
+def _checked_id(record_id: str) -> str:
+    if not isinstance(record_id, str) or not _ID_RE.match(record_id) or record_id == _DRAFTS:
+        raise StoreError(f"bad id {record_id!r}")
+    return record_id
+
+
+def new_record_id(prefix: str) -> str:
+    """A fresh, sortable, collision-safe id: ``<prefix>-YYYYmmdd-HHMMSS-<8 hex>``."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(4).hex()}"
+
+
+class ExperimentWriter:
+    """Write access to ``RUN/experiments`` only: what the app may write (artifact drafts, experiments).
+
+    Parameters
+    ----------
+    store : RunStore
+        The run; everything outside ``experiments/`` stays untouched.
+    """
+
+    def __init__(self, store: RunStore):
+        self.store = store
+        self.root = store.experiments_dir
+
+    def save_artifact_draft(self, meta: Dict[str, Any], png: bytes) -> Dict[str, Any]:
+        """Save an RGBA PNG with its metadata; return the entry (with a new ``id``)."""
+        drafts = self.root / _DRAFTS
+        drafts.mkdir(parents=True, exist_ok=True)
+        artifact_id = new_record_id("art")
+        entry = _json_safe({**meta, "id": artifact_id, "source": meta.get("source", "upload"),
+                            "created": datetime_now()})
+        _write_bytes_durable(drafts / f".{artifact_id}.png.tmp", png)
+        os.replace(drafts / f".{artifact_id}.png.tmp", drafts / f"{artifact_id}.png")
+        write_json_atomic(drafts / f"{artifact_id}.json", entry)  # the json is the "done" marker
+        return entry
+
+    def save_experiment(self, record: Dict[str, Any], files: Mapping[str, bytes]) -> Path:
+        """Save an experiment record and its files atomically as ``experiments/<record id>/``."""
+        exp_id = _checked_id(str(record["id"]))
+        for name in files:
+            if not _FILE_NAME_RE.match(name) or name == _RECORD:
+                raise StoreError(f"bad experiment file name {name!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{exp_id}-", dir=self.root))
+        try:
+            for name, payload in files.items():
+                _write_bytes_durable(tmp / name, payload)
+            _write_bytes_durable(tmp / _RECORD, json.dumps(_json_safe(record), indent=1, sort_keys=True,
+                                                           allow_nan=False).encode())
+            final = self.root / exp_id
+            if final.exists():
+                raise StoreError(f"experiment {exp_id!r} exists already")
+            os.rename(tmp, final)
+            return final
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def datetime_now() -> str:
+    """UTC time, ISO 8601 with seconds."""
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 class RunWriter(RunStore):
@@ -465,6 +607,11 @@ class RunWriter(RunStore):
                 os.rename(tmp, final)
             _fsync_dir(self.classes_dir)
             return final
+        except OSError as error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if _is_disk_full(error, self.classes_dir):
+                raise DiskFullError(f"out of disk space while writing class {cid} to {self.root}") from None
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -473,16 +620,6 @@ class RunWriter(RunStore):
         """Rewrite the artifact library index ``artifacts/artifacts.json``."""
         self.artifacts_dir.mkdir(exist_ok=True)
         write_json_atomic(self.artifacts_dir / "artifacts.json", _json_safe(list(entries)))
-
-    def save_experiment(self, record: Dict[str, Any]) -> Path:
-        """Save an artifact-lab experiment record as ``experiments/<id>.json``."""
-        exp_id = str(record["id"])
-        if not re.match(r"^[A-Za-z0-9_-]{1,64}$", exp_id):
-            raise StoreError(f"bad experiment id {exp_id!r}")
-        self.experiments_dir.mkdir(exist_ok=True)
-        path = self.experiments_dir / f"{exp_id}.json"
-        write_json_atomic(path, _json_safe(record))
-        return path
 
 
 def iter_class_ids(labels: Iterable[int]) -> Iterator[str]:

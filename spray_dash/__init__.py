@@ -12,7 +12,7 @@ from typing import Optional
 
 __all__ = ["create_app", "ASSETS_DIR", "PAGES"]
 
-PAGES = ("leaderboard", "explorer", "not_found_404")
+PAGES = ("leaderboard", "explorer", "lab", "not_found_404")
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
@@ -37,7 +37,7 @@ def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "Sp
     import dash
     from dash import Dash, dcc, html
 
-    from . import data, routes
+    from . import data, guard, routes
 
     app = Dash(
         __name__,
@@ -50,6 +50,7 @@ def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "Sp
     )
     data.configure(app.server, Path(run_dir), cache_config)
     app.server.register_blueprint(routes.blueprint)
+    guard.install_guards(app)
     for page in PAGES:  # each page module calls dash.register_page when imported
         importlib.import_module(f"{__name__}.pages.{page}")
 
@@ -61,6 +62,7 @@ def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "Sp
             ]),
             html.Nav(className="topnav", children=[
                 dcc.Link("Leaderboard", href="/", className="topnav-link"),
+                dcc.Link("Artifact lab", href="/lab", className="topnav-link"),
             ]),
             html.Span(className="topbar-run", title=info["root"],
                       children=f"{info['model']} · {info['classes_total']} classes"),

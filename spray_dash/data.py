@@ -235,3 +235,25 @@ def mean_heatmap_image(cid: str, indices: Sequence[int], size: int = 256) -> byt
         factor = max(1, size // max(image.size))
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
     return encode_rgb(np.asarray(image), size=None, quality=92)
+
+
+# -- the artifact lab (experiments change while the app runs, so they are not memoised) ----------
+def artifact_entries() -> List[dict]:
+    """The run's artifact library and the lab's drafts (see :meth:`RunStore.artifact_entries`)."""
+    return store().artifact_entries()
+
+
+def experiments() -> List[dict]:
+    """Saved experiment records, newest first."""
+    return store().experiments()
+
+
+@cache.memoize()
+def experiment(exp_id: str) -> dict:
+    """One experiment record (immutable once saved, so memoised)."""
+    return store().experiment(exp_id)
+
+
+def class_names() -> List[dict]:
+    """``{"id", "name"}`` of every finished class, by name."""
+    return sorted(({"id": row["id"], "name": row["name"]} for row in leaderboard()), key=lambda row: row["name"])

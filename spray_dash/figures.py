@@ -16,6 +16,9 @@ __all__ = [
     "embedding_figure",
     "spectrum_figure",
     "tau_overview_figure",
+    "delta_histogram",
+    "inspector_figure",
+    "box_from_relayout",
 ]
 
 CLUSTER_COLORS: List[str] = list(qualitative.D3) + list(qualitative.Dark24[10:]) + list(qualitative.Light24)
@@ -152,3 +155,63 @@ def tau_overview_figure(taus: Sequence[float], names: Sequence[str], *, highligh
         xaxis=dict(title="rank", gridcolor="#eef0f4"), yaxis=dict(title="τ", gridcolor="#eef0f4"),
     )
     return fig
+
+
+def delta_histogram(artifact: Sequence[float], control: Sequence[float], *, label: str = "Δ p(origin)",
+                    height: int = 260) -> go.Figure:
+    """Overlaid histograms of per-sample changes for the artifact and its control."""
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=list(artifact), name="artifact", marker_color="#ee6c4d", opacity=0.75, nbinsx=30))
+    fig.add_trace(go.Histogram(x=list(control), name="control", marker_color="#98a6b8", opacity=0.75, nbinsx=30))
+    fig.update_layout(
+        barmode="overlay", height=height, margin=dict(l=40, r=10, t=10, b=36), font=_FONT, plot_bgcolor="white",
+        xaxis=dict(title=label, gridcolor="#eef0f4", zeroline=True, zerolinecolor="#c9d1dc"),
+        yaxis=dict(title="samples", gridcolor="#eef0f4"), legend=dict(orientation="h", y=1.08, x=0),
+    )
+    return fig
+
+
+def inspector_figure(image_url: str, heatmap_url: str, width: int, height: int, *, overlay: float = 0.0,
+                     box: Optional[Sequence[float]] = None, size: int = 300) -> go.Figure:
+    """A sample shown at model-input coordinates, for drawing a box on it.
+
+    The image is a layout image loaded by URL; axes run over the model's input pixels
+    (y downwards), so a drawn rectangle's coordinates are pixel coordinates.
+    """
+    images = [dict(source=image_url, xref="x", yref="y", x=0, y=0, sizex=width, sizey=height, sizing="stretch",
+                   layer="below")]
+    if overlay > 0:
+        images.append(dict(source=heatmap_url, xref="x", yref="y", x=0, y=0, sizex=width, sizey=height,
+                           sizing="stretch", layer="below", opacity=overlay))
+    fig = go.Figure(go.Scatter(x=[0, width], y=[0, height], mode="markers", marker=dict(opacity=0),
+                               hoverinfo="skip", showlegend=False))
+    fig.update_layout(
+        images=images, dragmode="drawrect", height=size, width=size, margin=dict(l=2, r=2, t=2, b=2),
+        xaxis=dict(range=[0, width], visible=False, constrain="domain"),
+        yaxis=dict(range=[height, 0], visible=False, scaleanchor="x", constrain="domain"),
+        newshape=dict(line=dict(color="#ee6c4d", width=2), fillcolor="rgba(238,108,77,0.15)"),
+        plot_bgcolor="black", paper_bgcolor="white",
+    )
+    if box is not None:
+        x0, y0, x1, y1 = box
+        fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#ee6c4d", width=2))
+    return fig
+
+
+def box_from_relayout(relayout: Optional[dict]) -> Optional[Tuple[float, float, float, float]]:
+    """The last rectangle drawn or edited on a figure, from its ``relayoutData``; None if none."""
+    if not relayout:
+        return None
+    shapes = relayout.get("shapes")
+    if isinstance(shapes, list) and shapes:
+        last = shapes[-1]
+        try:
+            return tuple(float(last[key]) for key in ("x0", "y0", "x1", "y1"))
+        except (KeyError, TypeError, ValueError):
+            return None
+    keys = {key.split(".", 1)[1]: value for key, value in relayout.items()
+            if key.startswith("shapes[") and "." in key}
+    try:
+        return tuple(float(keys[key]) for key in ("x0", "y0", "x1", "y1"))
+    except (KeyError, TypeError, ValueError):
+        return None

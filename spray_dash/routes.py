@@ -2,7 +2,10 @@
 
 * ``/thumb/<class id>/<image|heatmap>/<index>.webp``: a stored thumbnail;
 * ``/prototype/<class id>.webp?sel=<mask token>``: the mean heatmap of a selection;
-* ``/export/<class id>.<csv|json>?sel=<mask token>&clustering=<name>``: a selection's table.
+* ``/export/<class id>.<csv|json>?sel=<mask token>&clustering=<name>``: a selection's table;
+* ``/artifact/<artifact id>.png``: an artifact of the lab (library or draft);
+* ``/experiment/<experiment id>/<file>``: an experiment's thumbnails;
+* ``/experiment/<experiment id>.<csv|json>``: an experiment's record, per sample.
 
 Only ids, kinds and indices that exist in the store are served; anything else,
 including path tricks, gets a plain 404. Thumbnails and prototypes are immutable for
@@ -10,6 +13,9 @@ a given class folder, so they carry an ETag and long cache headers.
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
 
 from flask import Blueprint, Response, abort, request
@@ -19,7 +25,8 @@ from precompute.errors import StoreError
 from . import data
 from .selection import decode_mask, export_csv, export_json, export_rows
 
-__all__ = ["blueprint", "thumb_url", "prototype_url", "export_url"]
+__all__ = ["blueprint", "thumb_url", "prototype_url", "export_url", "artifact_url", "experiment_file_url",
+           "experiment_export_url"]
 
 blueprint = Blueprint("spray_routes", __name__)
 
@@ -120,7 +127,72 @@ def export(cid: str, fmt: str) -> Response:
     return response
 
 
-_DATA_PREFIXES = ("/thumb/", "/prototype/", "/export/")
+def artifact_url(artifact_id: str) -> str:
+    """URL of an artifact's RGBA PNG."""
+    return f"/artifact/{artifact_id}.png"
+
+
+def experiment_file_url(exp_id: str, name: str) -> str:
+    """URL of a file saved with an experiment."""
+    return f"/experiment/{exp_id}/{name}"
+
+
+def experiment_export_url(exp_id: str, fmt: str) -> str:
+    """URL of an experiment's export (``csv`` or ``json``)."""
+    return f"/experiment/{exp_id}.{fmt}"
+
+
+_RECORD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@blueprint.route("/artifact/<artifact_id>.png")
+def artifact_png(artifact_id: str) -> Response:
+    if not _RECORD_ID.match(artifact_id):
+        abort(404)
+    try:
+        payload = data.store().artifact_png(artifact_id)
+    except (StoreError, OSError):
+        abort(404)
+    return _cached(payload, "image/png", f"artifact-{artifact_id}")
+
+
+@blueprint.route("/experiment/<exp_id>/<name>")
+def experiment_file(exp_id: str, name: str) -> Response:
+    if not _RECORD_ID.match(exp_id):
+        abort(404)
+    try:
+        payload = data.store().experiment_file(exp_id, name)
+    except (StoreError, OSError):
+        abort(404)
+    mimetype = "image/webp" if name.endswith(".webp") else "image/png"
+    return _cached(payload, mimetype, f"exp-{exp_id}-{name}")
+
+
+@blueprint.route("/experiment/<exp_id>.<fmt>")
+def experiment_export(exp_id: str, fmt: str) -> Response:
+    from precompute.lab import export_rows
+
+    if not _RECORD_ID.match(exp_id) or fmt not in ("csv", "json"):
+        abort(404)
+    try:
+        record = data.experiment(exp_id)
+    except StoreError:
+        abort(404)
+    if fmt == "json":
+        body, mimetype = json.dumps(record, indent=1), "application/json"
+    else:
+        rows = export_rows(record)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["experiment"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        body, mimetype = buffer.getvalue(), "text/csv"
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{exp_id}.{fmt}"'
+    return response
+
+
+_DATA_PREFIXES = ("/thumb/", "/prototype/", "/export/", "/artifact/", "/experiment/")
 
 
 @blueprint.before_app_request

@@ -14,7 +14,10 @@ import dash
 import numpy as np
 from dash import ALL, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html, no_update
 
+from precompute.errors import SprayError
+
 from .. import data, figures, ids, views
+from ..lab_actions import save_box, save_proposal
 from ..routes import export_url, prototype_url
 from ..selection import ViewState, decode_mask, encode_mask, indices_from_selected_data, page_slice, \
     parse_view_state, view_query
@@ -103,6 +106,7 @@ def layout(name: Optional[str] = None, **query):
         dcc.Store(id=ids.URL_SYNC, data=None),
         dcc.Store(id=ids.URL_SYNC_DONE, data=None),
         dcc.Store(id=ids.FOCUS, data=None),
+        dcc.Location(id=ids.NAVIGATE_LAB, refresh="callback-nav"),
         _header(view, rank_row, neighbours),
         html.Div(className="controls", children=[
             html.Label(["view", dcc.Dropdown(id=ids.MAP_SELECT, options=views.map_options(view), value=state.map,
@@ -151,7 +155,26 @@ def layout(name: Optional[str] = None, **query):
                     html.Div(id=ids.SELECTION_SUMMARY, className="selection-summary"),
                     html.Div(className="prototype-row", children=[
                         html.Div(id=ids.PROTOTYPE, className="prototype"),
-                        html.Div(id=ids.EXPORT, className="export"),
+                        html.Div(className="selection-actions", children=[
+                            html.Div(id=ids.EXPORT, className="export"),
+                            html.Button("Propose artifact → lab", id=ids.PROPOSE, className="button accent",
+                                        n_clicks=0, disabled=not selection.get("token"),
+                                        title="cut the region this selection's heatmaps share out of a sample, "
+                                              "and test it in the artifact lab"),
+                        ]),
+                    ]),
+                ]),
+                html.Div(className="panel inspector-panel", children=[
+                    html.H3("Sample"),
+                    html.Div(id=ids.INSPECTOR, className="inspector", children=html.Span(
+                        className="hint", children="Click a gallery tile to see it here; draw a box on it to cut "
+                                                   "that region out as an artifact.")),
+                    dcc.Graph(id=ids.INSPECTOR_GRAPH, style={"display": "none"},
+                              config={"displayModeBar": False, "modeBarButtonsToAdd": ["drawrect", "eraseshape"]}),
+                    html.Div(className="inspector-actions", children=[
+                        html.Button("Cut box → lab", id=ids.INSPECTOR_CUT, className="button secondary", n_clicks=0,
+                                    disabled=True),
+                        html.Span(id=ids.INSPECTOR_MESSAGE, className="message"),
                     ]),
                 ]),
             ]),
@@ -333,6 +356,74 @@ def render_gallery(selection, page, stored_view, cid):
     ]
     return tiles, f"{start + 1}–{stop} of {len(indices)} · page {page + 1}/{pages}", page == 0, \
         page >= pages - 1, prototype, export, summary
+
+
+@callback(Output(ids.PROPOSE, "disabled"), Input(ids.SELECTION, "data"))
+def propose_enabled(selection):
+    return not (selection and selection.get("token"))
+
+
+@callback(
+    # href, not pathname/search: dcc.Location prefers a changed href, and ours is stale
+    # because the view's URL is kept with history.replaceState
+    Output(ids.NAVIGATE_LAB, "href"),
+    Output(ids.INSPECTOR_MESSAGE, "children"),
+    Input(ids.PROPOSE, "n_clicks"),
+    Input(ids.INSPECTOR_CUT, "n_clicks"),
+    State(ids.SELECTION, "data"),
+    State(ids.INSPECTOR_GRAPH, "relayoutData"),
+    State(ids.FOCUS, "data"),
+    State(ids.CLASS_ID, "data"),
+    prevent_initial_call=True,
+)
+def to_lab(_propose, _cut, selection, relayout, focus, cid):
+    """Make an artifact draft from the selection (proposal) or from a drawn box, and open the lab."""
+    if not ctx.triggered[0]["value"]:
+        return no_update, no_update
+    view = data.class_view(cid)
+    params = {"origin": view.name}
+    try:
+        if ctx.triggered_id == ids.PROPOSE:
+            token = selection.get("token") if selection else None
+            indices = decode_mask(token, view.n) if token else None
+            if indices is None or not len(indices):
+                return no_update, no_update
+            entry = save_proposal(cid, indices)
+            params["removal"] = f"{cid}:{token}"
+        else:
+            box = figures.box_from_relayout(relayout)
+            if focus is None or box is None:
+                return no_update, html.Span(className="error", children="Draw a box on the sample first.")
+            entry = save_box(cid, int(focus), box)
+    except SprayError as error:
+        return no_update, html.Span(className="error", children=f"⚠ {error}")
+    from urllib.parse import urlencode
+
+    return "/lab?" + urlencode({"artifact": entry["id"], **params}), ""
+
+
+@callback(
+    Output(ids.INSPECTOR, "children"),
+    Output(ids.INSPECTOR_GRAPH, "figure"),
+    Output(ids.INSPECTOR_GRAPH, "style"),
+    Output(ids.INSPECTOR_CUT, "disabled"),
+    Input(ids.FOCUS, "data"),
+    State(ids.CLASS_ID, "data"),
+)
+def inspect(focus, cid):
+    """Show the clicked sample large, ready for a box to be drawn on it."""
+    view = data.class_view(cid)
+    if focus is None or not 0 <= int(focus) < view.n:
+        return no_update, no_update, {"display": "none"}, True
+    index = int(focus)
+    height, width = view.summary.get("heatmap_shape", [64, 64])
+    item = views.gallery_items(view, [index], data.label_names())[0]
+    figure = figures.inspector_figure(item.image_url, item.heatmap_url, width, height)
+    caption = html.Div(className="inspector-caption", children=[
+        html.B(f"#{index} "), html.Span(item.path), html.Br(),
+        html.Span(f"predicted {item.top1} ({item.top1_prob:.0%}) · true class rank {item.true_rank}"),
+    ])
+    return caption, figure, {"display": "block"}, False
 
 
 def _tile(item: views.GalleryItem, true_label: int):

@@ -89,3 +89,11 @@ def page(browser):
 def e2e_run(demo_run):
     """The browser tests run against the embedded demo store."""
     return demo_run
+
+
+@pytest.fixture(scope="session")
+def server(e2e_run, artifacts_dir):
+    """The real ``python app.py <demo run>``, shared by all browser tests."""
+    server = Server(e2e_run)
+    yield server
+    server.stop()

@@ -4,21 +4,13 @@ import io
 from urllib.parse import unquote
 
 import numpy as np
-import pytest
 
 from precompute.evaluate import read_truth
 from precompute.store import RunStore
-from tests.e2e.conftest import Server, needs_chromium
+from tests.e2e.conftest import needs_chromium
 from tests.helpers.plot_geometry import lasso_around, read_scatter
 
 pytestmark = needs_chromium
-
-
-@pytest.fixture(scope="module")
-def server(e2e_run):
-    server = Server(e2e_run)
-    yield server
-    server.stop()
 
 
 FIGURE_STATE_JS = """() => {

@@ -79,6 +79,68 @@ def test_cosine_knn_matches_cdist(random_points):
     np.testing.assert_array_equal(knn.indices_, idx)
 
 
+@pytest.mark.parametrize("workers,block_rows", [(1, None), (3, None), (2, 13)])
+def test_knn_from_float16_slabs_matches_cdist(monkeypatch, workers, block_rows):
+    """Many uneven slabs of float16 columns, non-finite values as 0, threads and row blocks."""
+    import precompute.analysis as analysis
+
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(70, 12, 11)).astype(np.float16)
+    maps[4, 3, 3] = np.nan
+    maps[9, 0, :] = np.inf
+    maps[11, 5, 5] = -np.inf
+    monkeypatch.setattr(analysis, "CHUNK_BYTES", 4 * 70 * 9)  # 9 columns per slab: 15 slabs
+    knn = EuclideanKNN(6)
+    knn.workers, knn.block_rows = workers, block_rows
+    knn.fit(maps.reshape(70, -1))
+    clean = np.nan_to_num(maps.astype(np.float32), nan=0, posinf=0, neginf=0).reshape(70, -1)
+    idx, dist = reference_knn(clean, 6)
+    np.testing.assert_array_equal(knn.indices_, idx)
+    np.testing.assert_allclose(knn.distances_, dist, rtol=1e-4)
+
+
+def test_gram_is_bit_identical_for_any_thread_count(monkeypatch):
+    import precompute.analysis as analysis
+
+    X = np.random.default_rng(2).normal(size=(90, 2000)).astype(np.float16)
+    monkeypatch.setattr(analysis, "CHUNK_BYTES", 4 * 90 * 64)
+    grams = []
+    for workers in (1, 2, 4):
+        knn = EuclideanKNN(5)
+        knn.workers = workers
+        grams.append(knn._gram(X, 0, 90, with_norms=True))
+    for gram, sq in grams[1:]:
+        np.testing.assert_array_equal(gram, grams[0][0])
+        np.testing.assert_array_equal(sq, grams[0][1])
+
+
+def test_distance_stage_never_copies_the_whole_class(monkeypatch):
+    """Peak extra memory is a few slabs, not a float32 copy of the float16 heatmaps."""
+    import tracemalloc
+
+    import precompute.analysis as analysis
+
+    maps = np.random.default_rng(3).normal(size=(100, 128, 128)).astype(np.float16)
+    whole_float32 = maps.size * 4
+    monkeypatch.setattr(analysis, "CHUNK_BYTES", whole_float32 // 32)
+    tracemalloc.start()
+    try:
+        EuclideanKNN(10).fit(maps.reshape(100, -1))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < whole_float32 / 4, f"peak {peak} bytes vs a float32 copy of {whole_float32}"
+
+
+def test_cosine_knn_with_zero_maps():
+    X = np.random.default_rng(4).normal(size=(30, 20)).astype(np.float32)
+    X[[2, 7]] = 0.0
+    knn = CosineKNN(4).fit(X)
+    unit = X / np.where(np.linalg.norm(X, axis=1, keepdims=True) > 0, np.linalg.norm(X, axis=1, keepdims=True), 1)
+    idx, dist = reference_knn(unit, 4)
+    np.testing.assert_allclose(knn.distances_, dist, rtol=1e-4, atol=1e-4)
+
+
 def test_knn_needs_more_samples_than_neighbours():
     with pytest.raises(ConfigError):
         EuclideanKNN(10).fit(np.zeros((10, 3), np.float32))
@@ -269,3 +331,44 @@ def test_config_rejects_unknown_names():
         AnalysisConfig(clusterings=("kmeans", "nope")).validate()
     with pytest.raises(ConfigError, match="tau"):
         AnalysisConfig(clusterings=("ward",)).validate()
+
+
+def test_background_tsne_equals_a_direct_run(monkeypatch):
+    """t-SNE on the second thread gives the map a direct call gives; its wait is timed."""
+    import precompute.analysis as analysis
+    from precompute.analysis import TSNEMap
+
+    monkeypatch.setattr(analysis, "_usable_cores", lambda: 2)
+    data = synthetic_heatmaps(120, 16, groups={"corner": 0.2}, seed=4)
+    result = analyse_heatmaps(data.heatmaps, AnalysisConfig(maps=("umap", "tsne")))
+    direct = TSNEMap().fit_transform(result.arrays["eigenvectors"], 0)
+    np.testing.assert_array_equal(result.arrays["maps"][1], direct)
+    assert list(result.arrays["map_names"]) == ["umap", "tsne"]
+    assert {"map:tsne", "wait:tsne", "map:umap"} <= set(result.timings)
+
+
+def test_background_map_errors_reach_the_caller(monkeypatch):
+    import precompute.analysis as analysis
+
+    class Broken:
+        background = True
+
+        def fit_transform(self, embedding, seed):
+            raise RuntimeError("broken map")
+
+    monkeypatch.setattr(analysis, "_usable_cores", lambda: 2)
+    monkeypatch.setitem(analysis.MAPS._items, "broken", Broken)
+    maps = np.random.default_rng(0).normal(size=(30, 8, 8)).astype(np.float32)
+    with pytest.raises(RuntimeError, match="broken map"):
+        analyse_heatmaps(maps, AnalysisConfig(maps=("broken",)))
+
+
+def test_float16_memmap_gives_the_float32_result(tmp_path):
+    """The store's float16 memory map and its float32 copy are analysed identically."""
+    data = synthetic_heatmaps(90, 20, groups={"corner": 0.2}, seed=6)
+    np.save(tmp_path / "h.npy", data.heatmaps.astype(np.float16))
+    mapped = np.load(tmp_path / "h.npy", mmap_mode="r")
+    cfg = AnalysisConfig(maps=())
+    first, second = analyse_heatmaps(mapped, cfg), analyse_heatmaps(np.asarray(mapped, dtype=np.float32), cfg)
+    for name in first.arrays:
+        np.testing.assert_array_equal(first.arrays[name], second.arrays[name])

@@ -333,7 +333,7 @@ def test_batched_attribution_equals_one_at_a_time(resnet):
 
 def test_hook_state_is_dropped_after_each_batch():
     """zennit keeps the last inputs and every tensor-hook handle until removal: memory would grow per batch."""
-    with Attributor(tiny_vgg_bn(), device="cpu") as attributor:
+    with Attributor(tiny_vgg_bn(), device="cpu", backend="zennit") as attributor:
         for _ in range(3):
             attributor.attribute(_images(2, 16), torch.tensor([0, 1]))
         attributor.predict(_images(2, 16))

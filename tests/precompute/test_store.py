@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from precompute import store as store_module
-from precompute.errors import StoreError
+from precompute.errors import DiskFullError, StoreError
 from precompute.store import (
     CLASS_ARRAYS,
     SCHEMA_VERSION,
     ClassAnalysis,
+    ExperimentWriter,
     RunStore,
     RunWriter,
     class_id,
@@ -90,10 +91,20 @@ def test_failed_write_leaves_nothing_visible(writer, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(store_module.np, "savez", broken_savez)
-    with pytest.raises(OSError):
+    with pytest.raises(DiskFullError, match="out of disk space"):
         writer.write_class("c0000", fake_class())
     assert writer.finished_ids() == []
     assert not any(path.name.startswith(".tmp") for path in writer.classes_dir.iterdir())
+
+
+def test_other_write_errors_pass_through(writer, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(store_module.np, "savez", denied)
+    with pytest.raises(PermissionError):
+        writer.write_class("c0000", fake_class())
+    assert writer.finished_ids() == []
 
 
 def test_rewrite_replaces_a_class_whole(writer):
@@ -151,11 +162,30 @@ def test_nan_never_reaches_json(writer):
     assert writer.summary("c0000")["tau"] is None
 
 
-def test_experiment_ids_are_validated(writer):
-    writer.save_experiment({"id": "exp-1", "created": "2026"})
+def test_experiments_are_written_atomically_and_validated(writer):
+    experiments = ExperimentWriter(writer)
+    experiments.save_experiment({"id": "exp-1", "created": "2026"}, {"a.webp": b"x"})
     assert writer.experiments()[0]["id"] == "exp-1"
+    assert writer.experiment_file("exp-1", "a.webp") == b"x"
+    for bad in ("../evil", "artifacts", "", "a/b"):
+        with pytest.raises(StoreError):
+            experiments.save_experiment({"id": bad}, {})
     with pytest.raises(StoreError):
-        writer.save_experiment({"id": "../evil"})
+        experiments.save_experiment({"id": "exp-2"}, {"../x.png": b""})
+    with pytest.raises(StoreError):
+        experiments.save_experiment({"id": "exp-1"}, {})
+    for name in ("../manifest.json", "record.json", "a.exe"):
+        with pytest.raises(StoreError):
+            writer.experiment_file("exp-1", name)
+    assert not any(p.name.startswith(".tmp") for p in writer.experiments_dir.iterdir())
+
+
+def test_artifact_drafts(writer):
+    entry = ExperimentWriter(writer).save_artifact_draft({"name": "box", "class": "a", "position": [1, 2]}, b"png")
+    assert entry["id"].startswith("art-") and writer.artifact_entry(entry["id"])["name"] == "box"
+    assert writer.artifact_png(entry["id"]) == b"png"
+    with pytest.raises(StoreError):
+        writer.artifact_entry("art-nope")
 
 
 def test_names():

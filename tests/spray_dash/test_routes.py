@@ -66,3 +66,29 @@ def test_exports_list_exactly_the_selection(client, synthetic_run):
 def test_pages_render_for_known_and_unknown_urls(client):
     for path in ("/", "/class/class_0001", "/class/nope", "/class/%2e%2e", "/nothing/here", "/class/class_0001?k=zz&map=1"):
         assert client.get(path).status_code == 200
+
+
+def test_lab_routes_serve_drafts_and_experiments(client, synthetic_run):
+    from precompute.store import ExperimentWriter
+
+    store = RunStore(synthetic_run)
+    writer = ExperimentWriter(store)
+    entry = writer.save_artifact_draft({"name": "box", "class": "class_0000", "position": [1, 2], "size": [3, 3]},
+                                       b"\x89PNG-not-really")
+    assert client.get(f"/artifact/{entry['id']}.png").data == b"\x89PNG-not-really"
+    record = {"id": "paste-test-1", "kind": "paste", "created": "2026", "summary": {},
+              "rows": [{"class_id": "c0001", "index": 3, "prob_before": 0.1, "prob_after": 0.6}]}
+    writer.save_experiment(record, {"ex0-after.webp": b"webp"})
+    assert client.get("/experiment/paste-test-1/ex0-after.webp").data == b"webp"
+    rows = list(csv.DictReader(io.StringIO(client.get("/experiment/paste-test-1.csv").data.decode())))
+    assert rows[0]["experiment"] == "paste-test-1" and rows[0]["prob_after"] == "0.6"
+    assert json.loads(client.get("/experiment/paste-test-1.json").data)["id"] == "paste-test-1"
+
+
+@pytest.mark.parametrize("path", [
+    "/artifact/nope.png", "/artifact/..%2Fmanifest.png", "/artifact/lib-nothing.png",
+    "/experiment/nope/ex0-after.webp", "/experiment/paste-test-1/record.json", "/experiment/paste-test-1/../x",
+    "/experiment/paste-test-1.xml", "/experiment/artifacts/x.png", "/experiment/%2e%2e/manifest.json",
+])
+def test_lab_routes_refuse_everything_else(client, path):
+    assert client.get(path).status_code == 404

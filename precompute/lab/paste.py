@@ -13,7 +13,7 @@ from typing import Callable, Dict, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 __all__ = ["paste", "control_patch", "paste_effect"]
 

@@ -1,0 +1,65 @@
+"""The artifact lab: test a Clever-Hans hypothesis by adding or removing an artifact.
+
+Anders et al. (Section 3.2) test each hypothesis two ways.
+- **Addition** (Table 3, Figure 7): paste the isolated artifact onto samples of other
+  classes and watch the artifact's class of origin.
+- **Removal** (Table 4): inpaint the artifact away in affected samples and watch their
+  true class.
+
+The app's live lab and ``python -m precompute paste`` share these functions. They also
+use precompute's own model loading and attribution code.
+
+Modules
+-------
+paste        alpha compositing, control patches and their effect (pure tensor code)
+artifacts    artifacts from uploads, boxes cut from samples, or proposals from heatmaps
+session      the run's model, rebuilt from the store's manifest
+experiments  paste and removal experiments, with progress, cancel and saved records
+"""
+from .artifacts import (
+    ARTIFACT_LIMITS,
+    Artifact,
+    Proposal,
+    artifact_from_box,
+    artifact_from_entry,
+    load_artifact_image,
+    propose_artifact,
+    rgba_to_png,
+)
+from .experiments import (
+    Cancelled,
+    PasteSpec,
+    Placement,
+    RemovalSpec,
+    export_rows,
+    resolve_positions,
+    run_paste_experiment,
+    run_removal_experiment,
+    sample_targets,
+)
+from .paste import control_patch, paste, paste_effect
+from .session import ModelSession
+
+__all__ = [
+    "ARTIFACT_LIMITS",
+    "Artifact",
+    "Proposal",
+    "artifact_from_box",
+    "artifact_from_entry",
+    "load_artifact_image",
+    "propose_artifact",
+    "rgba_to_png",
+    "Cancelled",
+    "PasteSpec",
+    "Placement",
+    "RemovalSpec",
+    "export_rows",
+    "resolve_positions",
+    "run_paste_experiment",
+    "run_removal_experiment",
+    "sample_targets",
+    "control_patch",
+    "paste",
+    "paste_effect",
+    "ModelSession",
+]

@@ -1,0 +1,483 @@
+"""Paste and removal experiments, run in batches with progress and cancel.
+
+* :func:`run_paste_experiment` is the paper's Table 3 and Figure 7. It pastes an
+  artifact onto N random samples of other classes and measures how the artifact's
+  class of origin moves. A control patch (same alpha mask and placement, random
+  colours) shows what any occlusion of that size does.
+* :func:`run_removal_experiment` is Table 4. It inpaints the artifact region of
+  affected samples (OpenCV's Telea inpainting) and measures how their true class moves.
+  The control inpaints the same region shape at a random place.
+
+Sign conventions, as in the paper's tables:
+- ``delta_rank = rank_before - rank_after``, which is > 0 when the class moved up towards rank 1;
+- ``delta_prob = prob_after - prob_before``.
+
+Both functions return ``(record, files)`` for
+:meth:`precompute.store.ExperimentWriter.save_experiment`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..store import RunStore, datetime_now, new_record_id
+from ..thumbs import heatmap_thumbnail, image_thumbnail
+from .artifacts import Artifact, rgba_to_png
+from .paste import control_patch, paste
+from .session import ModelSession, model_inputs, to_tensor, to_uint8
+
+__all__ = [
+    "Cancelled",
+    "Placement",
+    "PasteSpec",
+    "RemovalSpec",
+    "resolve_positions",
+    "sample_targets",
+    "run_paste_experiment",
+    "run_removal_experiment",
+    "export_rows",
+]
+
+CORNERS = ("tl", "tr", "bl", "br")
+Progress = Callable[[int, int], None]
+
+
+class Cancelled(Exception):
+    """The experiment was cancelled before it finished."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and how an artifact is pasted.
+
+    Attributes
+    ----------
+    mode : str
+        ``original`` (where it was found), ``corner``, ``xy`` or ``random``.
+    corner : str
+        ``tl``, ``tr``, ``bl`` or ``br`` for ``mode == "corner"``.
+    x, y : int
+        Top-left position for ``mode == "xy"``.
+    scale : float
+        Size factor of the patch.
+    opacity : float
+        In [0, 1].
+    """
+
+    mode: str = "original"
+    corner: str = "bl"
+    x: int = 0
+    y: int = 0
+    scale: float = 1.0
+    opacity: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str, *, scale: float = 1.0, opacity: float = 1.0) -> "Placement":
+        """``original``, ``random``, ``corner`` (bottom-left), ``tl|tr|bl|br``, or ``x,y``."""
+        text = str(text).strip().lower()
+        if text in ("original", "random"):
+            return cls(mode=text, scale=scale, opacity=opacity)
+        if text == "corner":
+            return cls(mode="corner", corner="bl", scale=scale, opacity=opacity)
+        if text in CORNERS:
+            return cls(mode="corner", corner=text, scale=scale, opacity=opacity)
+        parts = text.split(",")
+        if len(parts) == 2 and all(p.strip().lstrip("-").isdigit() for p in parts):
+            return cls(mode="xy", x=int(parts[0]), y=int(parts[1]), scale=scale, opacity=opacity)
+        raise ConfigError(f"position {text!r}: expected original, random, corner, tl/tr/bl/br or x,y")
+
+    def validate(self) -> "Placement":
+        if self.mode not in ("original", "corner", "xy", "random"):
+            raise ConfigError(f"unknown placement mode {self.mode!r}")
+        if self.mode == "corner" and self.corner not in CORNERS:
+            raise ConfigError(f"corner must be one of {', '.join(CORNERS)}, got {self.corner!r}")
+        if not 0.05 <= self.scale <= 8:
+            raise ConfigError(f"scale must be in [0.05, 8], got {self.scale}")
+        if not 0 <= self.opacity <= 1:
+            raise ConfigError(f"opacity must be in [0, 1], got {self.opacity}")
+        return self
+
+
+def _scaled_size(artifact: Artifact, scale: float) -> Tuple[int, int]:
+    width, height = artifact.size
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def resolve_positions(placement: Placement, artifact: Artifact, image_size: Tuple[int, int], n: int,
+                      rng: np.random.Generator) -> List[Tuple[int, int]]:
+    """Top-left positions of ``n`` pastes.
+
+    Parameters
+    ----------
+    placement : Placement
+    artifact : Artifact
+    image_size : (int, int)
+        (width, height) of the model input.
+    n : int
+    rng : numpy Generator
+        For ``random`` placements (the patch then lies fully inside the image).
+
+    Raises
+    ------
+    ConfigError
+        ``original`` for an artifact whose original position is unknown.
+    """
+    placement.validate()
+    width, height = image_size
+    pw, ph = _scaled_size(artifact, placement.scale)
+    if placement.mode == "original":
+        if artifact.position is None:
+            raise ConfigError(f"artifact {artifact.name!r} has no known original position; choose another placement")
+        return [tuple(artifact.position)] * n
+    if placement.mode == "xy":
+        return [(placement.x, placement.y)] * n
+    if placement.mode == "corner":
+        x = 0 if placement.corner[1] == "l" else width - pw
+        y = 0 if placement.corner[0] == "t" else height - ph
+        return [(x, y)] * n
+    xs = rng.integers(0, max(1, width - pw + 1), size=n)
+    ys = rng.integers(0, max(1, height - ph + 1), size=n)
+    return [(int(x), int(y)) for x, y in zip(xs, ys)]
+
+
+@dataclass
+class PasteSpec:
+    """Parameters of a paste (addition) experiment.
+
+    Attributes
+    ----------
+    origin_id : str
+        Class id of the artifact's class of origin.
+    placement : Placement
+    n : int
+        Number of target samples.
+    seed : int
+        Seed of the target choice, random placements and the control's colours.
+    target_ids : list of str or None
+        Draw targets only from these classes (never the origin); None means all other classes.
+    examples : int
+        Before/after pairs kept with heatmaps w.r.t. the class of origin (Figure 7).
+    """
+
+    origin_id: str
+    placement: Placement = field(default_factory=Placement)
+    n: int = 64
+    seed: int = 0
+    target_ids: Optional[List[str]] = None
+    examples: int = 8
+
+
+@dataclass
+class RemovalSpec:
+    """Parameters of a removal experiment on affected samples of one class.
+
+    Attributes
+    ----------
+    class_id : str
+        Class whose samples carry the artifact (its class of origin).
+    indices : list of int
+        The affected samples.
+    placement : Placement
+        Where the artifact sits in them (usually ``original``).
+    seed : int
+        Seed of the control's region.
+    radius : int
+        Inpainting radius in pixels.
+    examples : int
+    """
+
+    class_id: str
+    indices: List[int]
+    placement: Placement = field(default_factory=Placement)
+    seed: int = 0
+    radius: int = 3
+    examples: int = 8
+
+
+def sample_targets(store: RunStore, origin_id: str, n: int, seed: int,
+                   target_ids: Optional[Sequence[str]] = None) -> List[Tuple[str, int]]:
+    """``n`` distinct random samples ``(class id, index)`` of classes other than the origin.
+
+    Raises
+    ------
+    ConfigError
+        If ``n`` < 1, or no class other than the origin is available.
+    """
+    if n < 1:
+        raise ConfigError(f"the number of targets must be at least 1, got {n}")
+    available = [cid for cid in store.finished_ids() if cid != origin_id]
+    if target_ids:
+        unknown = [cid for cid in target_ids if cid not in available]
+        if unknown:
+            raise ConfigError(f"target classes not available: {', '.join(unknown)} (the origin never counts)")
+        available = [cid for cid in available if cid in set(target_ids)]
+    if not available:
+        raise ConfigError("no other class to paste onto")
+    sizes = np.array([store.summary(cid)["n"] for cid in available])
+    pool = int(sizes.sum())
+    # seeded random order (not sorted), so the first examples come from different classes
+    picks = np.random.default_rng(seed).choice(pool, size=min(n, pool), replace=False)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    which = np.searchsorted(starts, picks, side="right") - 1
+    return [(available[c], int(p - starts[c])) for c, p in zip(which, picks)]
+
+
+def _rank(probs: torch.Tensor, cls: int) -> np.ndarray:
+    """1-based rank of class ``cls`` per row (ties in its favour)."""
+    return (probs > probs[:, cls:cls + 1]).sum(dim=1).add(1).numpy()
+
+
+def _arm_rows(session: ModelSession, arms: Sequence[torch.Tensor], cls: int,
+              label_names: Sequence[str]) -> List[Dict[str, object]]:
+    """Per sample, the class ``cls``'s probability, rank and the top-1 under each arm.
+
+    ``arms`` are the (B, 3, H, W) batches before, after and under the control.
+    """
+    before, after, control = (session.predict_proba(x) for x in arms)
+    ranks = [_rank(p, cls) for p in (before, after, control)]
+    return [{
+        "prob_before": float(before[j, cls]), "prob_after": float(after[j, cls]),
+        "prob_control": float(control[j, cls]),
+        "rank_before": int(ranks[0][j]), "rank_after": int(ranks[1][j]), "rank_control": int(ranks[2][j]),
+        "top1_before": label_names[int(before[j].argmax())], "top1_after": label_names[int(after[j].argmax())],
+        "top1_control": label_names[int(control[j].argmax())],
+    } for j in range(len(before))]
+
+
+def _arm_summary(before_p, after_p, before_r, after_r, after_top1, cls) -> Dict[str, float]:
+    delta_prob = after_p - before_p
+    delta_rank = (before_r - after_r).astype(np.float64)
+    return {"mean_delta_rank": float(delta_rank.mean()), "mean_delta_prob": float(delta_prob.mean()),
+            "flip_rate": float(np.mean(after_top1 == cls)), "median_delta_prob": float(np.median(delta_prob))}
+
+
+def _check_cancel(cancel: Optional[threading.Event]) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled()
+
+
+def _example_files(session: ModelSession, before: torch.Tensor, after: torch.Tensor, cls: int,
+                   prefix: str, start: int) -> Dict[str, bytes]:
+    """Figure-7 thumbnails: before/after images and their heatmaps w.r.t. class ``cls``."""
+    files = {}
+    targets = [cls] * len(before)
+    maps_before = session.heatmaps(before, targets)
+    maps_after = session.heatmaps(after, targets)
+    for j, (b, a) in enumerate(zip(to_uint8(before), to_uint8(after))):
+        k = start + j
+        files[f"{prefix}{k}-before.webp"] = image_thumbnail(b, 256)
+        files[f"{prefix}{k}-after.webp"] = image_thumbnail(a, 256)
+        files[f"{prefix}{k}-before-heat.webp"] = heatmap_thumbnail(maps_before[j], 256)
+        files[f"{prefix}{k}-after-heat.webp"] = heatmap_thumbnail(maps_after[j], 256)
+    return files
+
+
+def run_paste_experiment(store: RunStore, session: ModelSession, artifact: Artifact, spec: PasteSpec, *,
+                         progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None):
+    """Paste ``artifact`` onto random samples of other classes (Table 3, Figure 7).
+
+    Returns
+    -------
+    record : dict
+        ``summary`` holds ``origin``, ``n``, ``mean_delta_rank``, ``mean_delta_prob``,
+        ``flip_rate`` and ``control`` (the same for the control patch); ``rows`` one
+        entry per target; ``examples`` the Figure-7 pairs.
+    files : dict of str -> bytes
+        ``artifact.png`` and the example thumbnails.
+
+    Raises
+    ------
+    Cancelled
+        If ``cancel`` was set; nothing is returned then.
+    """
+    started = time.perf_counter()
+    origin = store.class_info(spec.origin_id)
+    cls = int(origin["label"])
+    targets = sample_targets(store, spec.origin_id, spec.n, spec.seed, spec.target_ids)
+    rng = np.random.default_rng([spec.seed, 1])
+    generator = torch.Generator().manual_seed(spec.seed)
+    control = control_patch(artifact.tensor(), generator)
+    patch = artifact.tensor()
+    paths = {cid: store.arrays(cid)["paths"] for cid in {cid for cid, _ in targets}}
+    label_names = store.label_names()
+    rows: List[Dict[str, object]] = []
+    files: Dict[str, bytes] = {"artifact.png": rgba_to_png(artifact.rgba)}
+    examples: List[Dict[str, object]] = []
+    batch = session.batch_size
+    positions: List[Tuple[int, int]] = []
+    for start in range(0, len(targets), batch):
+        _check_cancel(cancel)
+        chunk = targets[start:start + batch]
+        images = to_tensor(model_inputs(store, [paths[cid][index] for cid, index in chunk]))
+        if not positions:
+            positions = resolve_positions(spec.placement, artifact, (images.shape[3], images.shape[2]),
+                                          len(targets), rng)
+        where = positions[start:start + len(chunk)]
+        pasted = paste(images, patch, where, opacity=spec.placement.opacity, scale=spec.placement.scale)
+        controlled = paste(images, control, where, opacity=spec.placement.opacity, scale=spec.placement.scale)
+        arms = _arm_rows(session, (images, pasted, controlled), cls, label_names)
+        for j, (cid, index) in enumerate(chunk):
+            rows.append({
+                "class_id": cid, "class": store.class_info(cid)["name"], "index": index,
+                "path": str(paths[cid][index]), "x": where[j][0], "y": where[j][1], **arms[j],
+            })
+        missing = spec.examples - len(examples)
+        if missing > 0:
+            take = slice(0, min(missing, len(chunk)))
+            files.update(_example_files(session, images[take], pasted[take], cls, "ex", len(examples)))
+            examples += [{"k": len(examples) + j, "class": rows[start + j]["class"], "index": rows[start + j]["index"],
+                          "prob_before": rows[start + j]["prob_before"], "prob_after": rows[start + j]["prob_after"]}
+                         for j in range(take.stop)]
+        if progress:
+            progress(min(len(targets), start + len(chunk)), len(targets))
+    arrays = {key: np.array([row[key] for row in rows]) for key in rows[0]}
+    top1 = {key: np.array([label_names.index(v) for v in arrays[key]]) for key in ("top1_after", "top1_control")}
+    summary = {
+        "origin": origin["name"],
+        "n": len(rows),
+        **{k: v for k, v in _arm_summary(arrays["prob_before"], arrays["prob_after"], arrays["rank_before"],
+                                         arrays["rank_after"], top1["top1_after"], cls).items()},
+        "control": _arm_summary(arrays["prob_before"], arrays["prob_control"], arrays["rank_before"],
+                                arrays["rank_control"], top1["top1_control"], cls),
+    }
+    record = {
+        "id": new_record_id("paste"), "kind": "paste", "created": datetime_now(), "status": "done",
+        "origin": {"id": spec.origin_id, "name": origin["name"], "label": cls},
+        "artifact": artifact.meta(),
+        "params": {**asdict(spec), "placement": asdict(spec.placement)},
+        "summary": summary, "rows": rows, "examples": examples,
+        "device": session.device, "seconds": time.perf_counter() - started,
+    }
+    return record, files
+
+
+def _inpaint(images: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
+    """Inpaint ``mask`` (H, W) bool in every uint8 image (B, H, W, 3) with OpenCV's Telea method."""
+    import cv2
+
+    mask8 = mask.astype(np.uint8)
+    return np.stack([cv2.inpaint(np.ascontiguousarray(img), mask8, radius, cv2.INPAINT_TELEA) for img in images])
+
+
+def _artifact_mask(artifact: Artifact, position: Tuple[int, int], scale: float, height: int, width: int) -> np.ndarray:
+    """Full-image mask (H, W) bool of the artifact's visible pixels at ``position``."""
+    from PIL import Image
+
+    alpha = artifact.rgba[..., 3]
+    if scale != 1.0:
+        pw, ph = _scaled_size(artifact, scale)
+        alpha = np.asarray(Image.fromarray(alpha).resize((pw, ph), Image.Resampling.BILINEAR))
+    mask = np.zeros((height, width), bool)
+    x, y = position
+    ys, xs = slice(max(0, y), min(height, y + alpha.shape[0])), slice(max(0, x), min(width, x + alpha.shape[1]))
+    mask[ys, xs] = alpha[ys.start - y: ys.stop - y, xs.start - x: xs.stop - x] > 25
+    return mask
+
+
+def _control_mask(mask: np.ndarray, rng: np.random.Generator, tries: int = 32) -> np.ndarray:
+    """The artifact's mask (H, W) shifted (with wrap-around) to where it overlaps itself least.
+
+    A control that covered part of the artifact would remove part of the effect it is
+    compared with; of ``tries`` random shifts the first with no overlap wins.
+    """
+    height, width = mask.shape
+    best, best_overlap = mask, None
+    for _ in range(tries):
+        shift = (int(rng.integers(-height, height)), int(rng.integers(-width, width)))
+        shifted = np.roll(mask, shift, axis=(0, 1))
+        overlap = int(np.count_nonzero(shifted & mask))
+        if best_overlap is None or overlap < best_overlap:
+            best, best_overlap = shifted, overlap
+        if overlap == 0:
+            break
+    return best
+
+
+def run_removal_experiment(store: RunStore, session: ModelSession, artifact: Artifact, spec: RemovalSpec, *,
+                           progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None):
+    """Inpaint the artifact away in affected samples and measure their true class (Table 4).
+
+    Returns
+    -------
+    record, files
+        As :func:`run_paste_experiment`; ``summary`` holds ``class``, ``n``,
+        ``mean_delta_rank``, ``mean_delta_prob`` and ``control`` (the same region shape
+        inpainted at a random place).
+    """
+    started = time.perf_counter()
+    info = store.class_info(spec.class_id)
+    cls = int(info["label"])
+    paths = store.arrays(spec.class_id)["paths"]
+    indices = sorted({int(i) for i in spec.indices})
+    if not indices:
+        raise ConfigError("choose at least one affected sample for the removal test")
+    if indices[0] < 0 or indices[-1] >= len(paths):
+        raise ConfigError(f"class {info['name']} has no sample {indices[-1]}")
+    label_names = store.label_names()
+    rng = np.random.default_rng([spec.seed, 2])
+    rows: List[Dict[str, object]] = []
+    files: Dict[str, bytes] = {"artifact.png": rgba_to_png(artifact.rgba)}
+    examples: List[Dict[str, object]] = []
+    mask = control_mask = None
+    for start in range(0, len(indices), session.batch_size):
+        _check_cancel(cancel)
+        chunk = indices[start:start + session.batch_size]
+        raw = model_inputs(store, [paths[i] for i in chunk])
+        height, width = raw.shape[1:3]
+        if mask is None:
+            position = resolve_positions(spec.placement, artifact, (width, height), 1, rng)[0]
+            mask = _artifact_mask(artifact, position, spec.placement.scale, height, width)
+            if not mask.any():
+                raise ConfigError("the artifact has no visible pixels at that placement")
+            control_mask = _control_mask(mask, rng)
+        images = to_tensor(raw)
+        removed = to_tensor(_inpaint(raw, mask, spec.radius))
+        control = to_tensor(_inpaint(raw, control_mask, spec.radius))
+        arms = _arm_rows(session, (images, removed, control), cls, label_names)
+        for j, index in enumerate(chunk):
+            rows.append({"class_id": spec.class_id, "class": info["name"], "index": index, "path": str(paths[index]),
+                         **arms[j]})
+        missing = spec.examples - len(examples)
+        if missing > 0:
+            take = slice(0, min(missing, len(chunk)))
+            files.update(_example_files(session, images[take], removed[take], cls, "ex", len(examples)))
+            examples += [{"k": len(examples) + j, "class": info["name"], "index": chunk[j],
+                          "prob_before": rows[start + j]["prob_before"], "prob_after": rows[start + j]["prob_after"]}
+                         for j in range(take.stop)]
+        if progress:
+            progress(min(len(indices), start + len(chunk)), len(indices))
+    arrays = {key: np.array([row[key] for row in rows]) for key in rows[0]}
+    top1 = {key: np.array([label_names.index(v) for v in arrays[key]]) for key in ("top1_after", "top1_control")}
+    summary = {
+        "class": info["name"], "n": len(rows),
+        **_arm_summary(arrays["prob_before"], arrays["prob_after"], arrays["rank_before"], arrays["rank_after"],
+                       top1["top1_after"], cls),
+        "control": _arm_summary(arrays["prob_before"], arrays["prob_control"], arrays["rank_before"],
+                                arrays["rank_control"], top1["top1_control"], cls),
+        "mask_pixels": int(mask.sum()),
+    }
+    record = {
+        "id": new_record_id("removal"), "kind": "removal", "created": datetime_now(), "status": "done",
+        "origin": {"id": spec.class_id, "name": info["name"], "label": cls},
+        "artifact": artifact.meta(),
+        "params": {**asdict(spec), "placement": asdict(spec.placement)},
+        "summary": summary, "rows": rows, "examples": examples,
+        "device": session.device, "seconds": time.perf_counter() - started,
+    }
+    return record, files
+
+
+EXPORT_COLUMNS = ("class_id", "class", "index", "path", "x", "y", "prob_before", "prob_after", "prob_control",
+                  "rank_before", "rank_after", "rank_control", "top1_before", "top1_after", "top1_control")
+
+
+def export_rows(record: Dict[str, object]) -> List[Dict[str, object]]:
+    """Per-sample rows of an experiment record, with the record's id and kind, for CSV export."""
+    return [{"experiment": record["id"], "kind": record["kind"], **{c: row.get(c, "") for c in EXPORT_COLUMNS}}
+            for row in record.get("rows", [])]
