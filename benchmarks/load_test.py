@@ -244,6 +244,12 @@ def main(argv=None) -> int:
     for error in errors[:10]:
         print("  error:", error)
     print(f"server RSS: start {start_rss:.0f} MB, end {end_rss:.0f} MB, peak {peak_rss:.0f} MB")
+    # flat or leaking: the timeline, and the growth over the second half alone
+    marks = [m for m in memory if m is memory[0] or int(m[0]) % 10 == 0]
+    print("server RSS over time: " + ", ".join(f"{t:.0f} s {mb:.0f} MB" for t, mb in marks))
+    half = min(memory, key=lambda m: abs(m[0] - args.seconds / 2))
+    print(f"server RSS growth over the second half: {half[1]:.0f} -> {end_rss:.0f} MB "
+          f"({100 * (end_rss / half[1] - 1):+.1f} %)")
     print(f"requests={total} errors={len(errors)} p95_ms={p95:.1f} rss_start_mb={start_rss:.0f} "
           f"rss_end_mb={end_rss:.0f} rss_growth={end_rss / start_rss:.2f}")
     return 0 if not errors else 1

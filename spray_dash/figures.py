@@ -15,7 +15,7 @@ __all__ = [
     "point_colors",
     "embedding_figure",
     "spectrum_figure",
-    "tau_overview_figure",
+    "tau_overview_bars",
     "delta_histogram",
     "inspector_figure",
     "box_from_relayout",
@@ -139,22 +139,41 @@ def spectrum_figure(eigenvalues: np.ndarray, eigengap_k: int, *, height: int = 2
     return fig
 
 
-def tau_overview_figure(taus: Sequence[float], names: Sequence[str], *, highlight: int = 5,
-                        height: int = 170) -> go.Figure:
-    """All classes' tau, sorted descending, the top ``highlight`` labelled."""
-    taus = np.asarray(taus, dtype=float)
+def tau_overview_bars(taus: Sequence[float], names: Sequence[str], *, highlight: int = 5,
+                      max_bars: int = 200) -> List[dict]:
+    """All classes' tau as bars, sorted descending, for a chart drawn in HTML.
+
+    The leaderboard draws this strip with plain elements, not Plotly: plotly.js is 4.8 MB
+    that the browser would have to parse before the page answers a click. Beyond
+    ``max_bars`` classes the top ``max_bars // 2`` keep a bar each and the rest share
+    bars of equal rank ranges, so 1,000 classes cost 200 links, not 1,000.
+
+    Returns
+    -------
+    list of dict
+        One per bar, rank order: ``rank`` and ``last_rank`` (the ranks it covers, 1 =
+        highest tau), ``name`` and ``tau`` of its first class, ``tau_last`` of its last,
+        ``height`` (per cent of the tallest bar, at least 1 so every bar stays
+        clickable) and ``top`` (among the ``highlight`` highest).
+    """
+    taus = np.nan_to_num(np.asarray(taus, dtype=float), nan=0.0)
     order = np.argsort(-taus, kind="stable")
-    ranks = np.arange(1, len(taus) + 1)
-    colors = ["#ee6c4d" if r <= highlight else "#98a6b8" for r in ranks]
-    fig = go.Figure(go.Bar(
-        x=ranks, y=taus[order], marker_color=colors, customdata=[names[i] for i in order],
-        hovertemplate="#%{x} %{customdata}: τ = %{y:.3f}<extra></extra>", showlegend=False,
-    ))
-    fig.update_layout(
-        height=height, margin=dict(l=40, r=10, t=8, b=30), font=_FONT, plot_bgcolor="white", bargap=0.05,
-        xaxis=dict(title="rank", gridcolor="#eef0f4"), yaxis=dict(title="τ", gridcolor="#eef0f4"),
-    )
-    return fig
+    tallest = float(taus.max()) if len(taus) and taus.max() > 0 else 1.0
+    n = len(order)
+    if n <= max_bars:
+        starts = list(range(n))
+    else:
+        single = max_bars // 2
+        starts = list(range(single)) + [int(v) for v in np.linspace(single, n, max_bars - single, endpoint=False)]
+    bounds = starts + [n]
+    bars = []
+    for first, stop in zip(bounds[:-1], bounds[1:]):
+        i, last = order[first], order[stop - 1]
+        bars.append({"rank": first + 1, "last_rank": stop, "name": str(names[i]), "tau": float(taus[i]),
+                     "tau_last": float(taus[last]),
+                     "height": max(1.0, round(100.0 * max(float(taus[i]), 0.0) / tallest, 2)),
+                     "top": first < highlight})
+    return bars
 
 
 def delta_histogram(artifact: Sequence[float], control: Sequence[float], *, label: str = "Δ p(origin)",

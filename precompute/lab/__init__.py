@@ -11,7 +11,7 @@ use precompute's own model loading and attribution code.
 
 Modules
 -------
-paste        alpha compositing, control patches and their effect (pure tensor code)
+compositing  alpha compositing, control patches and their effect (pure tensor code)
 artifacts    artifacts from uploads, boxes cut from samples, or proposals from heatmaps
 session      the run's model, rebuilt from the store's manifest
 experiments  paste and removal experiments, with progress, cancel and saved records
@@ -37,8 +37,21 @@ from .experiments import (
     run_removal_experiment,
     sample_targets,
 )
-from .paste import control_patch, paste, paste_effect
-from .session import ModelSession
+
+# torch-backed parts load on first use, so the dashboard does not pay for torch
+# (about 500 MB) until someone runs an experiment.
+_LAZY = {"control_patch": "compositing", "paste": "compositing", "paste_effect": "compositing",
+         "ModelSession": "session"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ARTIFACT_LIMITS",

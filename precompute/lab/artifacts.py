@@ -10,15 +10,16 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from PIL import Image
 
 from ..errors import ConfigError, DataError
 from ..store import RunStore
-from .session import model_inputs
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "ARTIFACT_LIMITS",
@@ -37,6 +38,13 @@ ARTIFACT_LIMITS: Dict[str, int] = {"max_bytes": 5 * 1024 * 1024, "max_pixels": 4
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
+
+
+def _model_inputs(store: RunStore, paths: Sequence[str]) -> np.ndarray:
+    """:func:`precompute.lab.session.model_inputs`, imported on use: it needs torch (500 MB)."""
+    from .session import model_inputs
+
+    return model_inputs(store, paths)
 
 @dataclass
 class Artifact:
@@ -67,6 +75,8 @@ class Artifact:
 
     def tensor(self) -> torch.Tensor:
         """float (4, h, w) in [0, 1], as :func:`precompute.lab.paste` takes it."""
+        import torch
+
         return torch.from_numpy(self.rgba).permute(2, 0, 1).float().div_(255.0)
 
     def meta(self) -> Dict[str, object]:
@@ -153,7 +163,7 @@ def artifact_from_box(store: RunStore, cid: str, index: int, box: Sequence[float
     arrays = store.arrays(cid)
     if not 0 <= int(index) < len(arrays["paths"]):
         raise ConfigError(f"class {cid} has no sample {index}")
-    image = model_inputs(store, [arrays["paths"][int(index)]])[0]
+    image = _model_inputs(store, [arrays["paths"][int(index)]])[0]
     x0, y0, x1, y1 = _clip_box(box, *image.shape[:2])
     rgba = np.concatenate([image[y0:y1, x0:x1], np.full((y1 - y0, x1 - x0, 1), 255, np.uint8)], axis=2)
     name = store.class_info(cid)["name"]
@@ -272,7 +282,7 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
     if shared and len(indices) >= 3:
         subset = indices if len(indices) <= max_images else np.sort(
             np.random.default_rng(seed).choice(indices, max_images, replace=False))
-        images = model_inputs(store, [paths[i] for i in subset])
+        images = _model_inputs(store, [paths[i] for i in subset])
         if images.shape[1:3] == (height, width):
             common = ndimage.binary_opening(_shared_pixels(images, tolerance, agreement), structure=np.ones((2, 2)))
             # relevance sits on the artifact's edges, often just outside its pixels
@@ -296,7 +306,7 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
     own = np.clip(selection, 0, None)
     share = (own * mask).sum(axis=(1, 2)) / np.maximum(own.sum(axis=(1, 2)), 1e-12)
     source = int(indices[int(np.argmax(share))])
-    image = model_inputs(store, [paths[source]])[0]
+    image = _model_inputs(store, [paths[source]])[0]
     alpha = (mask[y0:y1, x0:x1] * 255).astype(np.uint8)[..., None]
     rgba = np.concatenate([image[y0:y1, x0:x1], alpha], axis=2)
     name = store.class_info(cid)["name"]

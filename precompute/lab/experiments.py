@@ -20,17 +20,19 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 from ..store import RunStore, datetime_now, new_record_id
 from ..thumbs import heatmap_thumbnail, image_thumbnail
 from .artifacts import Artifact, rgba_to_png
-from .paste import control_patch, paste
-from .session import ModelSession, model_inputs, to_tensor, to_uint8
+
+if TYPE_CHECKING:  # torch (about 500 MB) is imported when an experiment runs, not with the app
+    import torch
+
+    from .session import ModelSession
 
 __all__ = [
     "Cancelled",
@@ -265,6 +267,8 @@ def _check_cancel(cancel: Optional[threading.Event]) -> None:
 def _example_files(session: ModelSession, before: torch.Tensor, after: torch.Tensor, cls: int,
                    prefix: str, start: int) -> Dict[str, bytes]:
     """Figure-7 thumbnails: before/after images and their heatmaps w.r.t. class ``cls``."""
+    from .session import to_uint8
+
     files = {}
     targets = [cls] * len(before)
     maps_before = session.heatmaps(before, targets)
@@ -296,6 +300,11 @@ def run_paste_experiment(store: RunStore, session: ModelSession, artifact: Artif
     Cancelled
         If ``cancel`` was set; nothing is returned then.
     """
+    import torch
+
+    from .compositing import control_patch, paste
+    from .session import model_inputs, to_tensor
+
     started = time.perf_counter()
     origin = store.class_info(spec.origin_id)
     cls = int(origin["label"])
@@ -408,8 +417,10 @@ def run_removal_experiment(store: RunStore, session: ModelSession, artifact: Art
     record, files
         As :func:`run_paste_experiment`; ``summary`` holds ``class``, ``n``,
         ``mean_delta_rank``, ``mean_delta_prob`` and ``control`` (the same region shape
-        inpainted at a random place).
+        inpainted elsewhere, where it does not overlap the artifact).
     """
+    from .session import model_inputs, to_tensor
+
     started = time.perf_counter()
     info = store.class_info(spec.class_id)
     cls = int(info["label"])

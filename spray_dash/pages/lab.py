@@ -18,7 +18,6 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 from precompute.errors import SprayError
 from precompute.lab import (
     ARTIFACT_LIMITS,
-    ModelSession,
     PasteSpec,
     RemovalSpec,
     artifact_from_entry,
@@ -305,6 +304,8 @@ def start(_paste, _removal, artifact_id, origin_id, mode, corner, x, y, scale, o
         return no_update, True, html.Span(className="error", children=f"⚠ {error}")
 
     def work(progress, cancel):
+        from precompute.lab import ModelSession  # torch loads with the first experiment, not with the app
+
         session = ModelSession.for_store(store)
         runner = run_paste_experiment if kind == "paste" else run_removal_experiment
         record, files = runner(store, session, artifact, spec, progress=progress, cancel=cancel)

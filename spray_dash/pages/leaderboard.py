@@ -46,8 +46,7 @@ def layout(**_query):
                 html.Div([html.Span("kNN / q"), html.B(f"{info['neighbors']} / {info['eigenvectors']}")]),
             ]),
         ]),
-        dcc.Graph(id=ids.TAU_OVERVIEW, className="tau-overview", config={"displayModeBar": False},
-                  figure=figures.tau_overview_figure([r["tau"] for r in rows], [r["name"] for r in rows])),
+        tau_overview(rows),
         html.Div(className="toolbar", children=[
             dcc.Input(id=ids.LEADERBOARD_SEARCH, type="search", placeholder="Search classes…", debounce=False,
                       className="search", autoComplete="off"),
@@ -58,7 +57,7 @@ def layout(**_query):
             rowData=rows,
             columnDefs=COLUMNS,
             defaultColDef={"sortable": True, "resizable": True, "floatingFilter": False},
-            dashGridOptions={"pagination": True, "paginationPageSize": 50, "animateRows": False,
+            dashGridOptions={"pagination": True, "paginationPageSize": 25, "animateRows": False,
                              "rowSelection": {"mode": "singleRow", "checkboxes": False, "enableClickSelection": True},
                              "tooltipShowDelay": 300, "suppressCellFocus": True, "domLayout": "autoHeight"},
             getRowId="params.data.id",
@@ -66,6 +65,31 @@ def layout(**_query):
             style={"width": "100%"},
         ),
         dcc.Location(id=ids.NAVIGATE, refresh="callback-nav"),
+    ])
+
+
+def _bar_title(bar) -> str:
+    if bar["last_rank"] == bar["rank"]:
+        return f"#{bar['rank']} {bar['name']}: τ = {bar['tau']:.3f}"
+    return (f"#{bar['rank']}–{bar['last_rank']}: τ = {bar['tau']:.3f}–{bar['tau_last']:.3f}; "
+            f"opens #{bar['rank']} {bar['name']}")
+
+
+def tau_overview(rows) -> html.Div:
+    """The strip of every class's tau, highest first; each bar links to its class."""
+    from urllib.parse import quote
+
+    bars = figures.tau_overview_bars([r["tau"] for r in rows], [r["name"] for r in rows])
+    top = bars[0]["tau"] if bars else 0.0
+    return html.Div(id=ids.TAU_OVERVIEW, className="tau-overview", children=[
+        html.Div(className="tau-axis", children=[html.Span(f"τ {top:.2f}"), html.Span("0")]),
+        html.Div(className="tau-bars", children=[
+            dcc.Link(href=f"/class/{quote(bar['name'])}", className="tau-bar top" if bar["top"] else "tau-bar",
+                     title=_bar_title(bar),
+                     style={"height": f"{bar['height']}%"})
+            for bar in bars
+        ]),
+        html.Div(className="tau-caption", children=[html.Span("rank 1"), html.Span(f"rank {bars[-1]['last_rank'] if bars else 0}")]),
     ])
 
 
@@ -82,17 +106,13 @@ clientside_callback(
 )
 
 
-@callback(Output(ids.NAVIGATE, "pathname"), Input(ids.LEADERBOARD, "cellClicked"),
-          Input(ids.TAU_OVERVIEW, "clickData"), prevent_initial_call=True)
-def open_class(cell, bar):
-    """A click on a row or on a bar of the tau overview opens that class."""
+@callback(Output(ids.NAVIGATE, "pathname"), Input(ids.LEADERBOARD, "cellClicked"), prevent_initial_call=True)
+def open_class(cell):
+    """A click on a row opens that class (the name cell and the tau bars are links themselves)."""
     from urllib.parse import quote
 
-    trigger = dash.ctx.triggered_id
-    if trigger == ids.LEADERBOARD and cell and cell.get("colId") != "name":
+    if cell and cell.get("colId") != "name":
         row = next((r for r in data.leaderboard() if r["id"] == cell.get("rowId")), None)
         if row:
             return f"/class/{quote(row['name'])}"
-    if trigger == ids.TAU_OVERVIEW and bar and bar.get("points"):
-        return f"/class/{quote(str(bar['points'][0]['customdata']))}"
     return dash.no_update

@@ -42,6 +42,19 @@ def test_leaderboard_lists_classes_in_tau_order(page, server, e2e_run, artifacts
     assert page.console_errors == []
 
 
+def test_tau_overview_bars_open_their_class_without_plotly(page, server, e2e_run):
+    page.goto(server.url + "/")
+    page.wait_for_selector("#tau-overview .tau-bar")
+    titles = page.eval_on_selector_all("#tau-overview .tau-bar", "bars => bars.map(b => b.title)")
+    names = ranked_names(e2e_run)
+    assert [t.split(" ", 1)[1].split(":")[0] for t in titles] == names
+    assert page.evaluate("typeof window.Plotly") == "undefined", "the leaderboard does not need plotly.js"
+    page.click("#tau-overview .tau-bar >> nth=1")
+    page.wait_for_url(f"**/class/{names[1]}*")
+    page.wait_for_selector("#embedding .js-plotly-plot")
+    assert page.console_errors == []
+
+
 def collect_gallery(page):
     """Sample indices of every gallery page, paging with the real buttons."""
     indices = []

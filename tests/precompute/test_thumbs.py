@@ -38,3 +38,13 @@ def test_thumbnails_decode_at_requested_size():
     small = Image.open(io.BytesIO(heatmap_thumbnail(np.random.default_rng(1).normal(size=(64, 64)), 128)))
     assert small.size == (64, 64), "never upscaled"
     assert len(encode_rgb(np.zeros((16, 16, 3), np.uint8))) > 0
+
+
+def test_built_in_coldnhot_palette_is_zennits():
+    from zennit.image import palette
+
+    from precompute.thumbs import _palette
+
+    expected = np.asarray(palette("coldnhot"), dtype=np.uint8).reshape(256, 3)
+    np.testing.assert_array_equal(_palette("coldnhot"), expected)
+    np.testing.assert_array_equal(_palette("bwr"), np.asarray(palette("bwr"), dtype=np.uint8).reshape(256, 3))

@@ -9,7 +9,7 @@ from spray_dash.figures import (
     embedding_figure,
     point_colors,
     spectrum_figure,
-    tau_overview_figure,
+    tau_overview_bars,
 )
 
 
@@ -47,7 +47,22 @@ def test_spectrum_marks_the_eigengap():
     assert fig.layout.shapes[0].x0 == pytest.approx(2.1)
 
 
-def test_tau_overview_is_sorted():
-    fig = tau_overview_figure([0.5, 3.0, 1.0], ["a", "b", "c"], highlight=1)
-    assert list(fig.data[0].y) == [3.0, 1.0, 0.5]
-    assert list(fig.data[0].customdata) == ["b", "c", "a"]
+def test_tau_overview_is_sorted_and_scaled():
+    bars = tau_overview_bars([0.5, 3.0, 1.0, float("nan")], ["a", "b", "c", "d"], highlight=1)
+    assert [b["name"] for b in bars] == ["b", "c", "a", "d"]
+    assert [b["rank"] for b in bars] == [1, 2, 3, 4]
+    assert [b["top"] for b in bars] == [True, False, False, False]
+    assert bars[0]["height"] == 100 and bars[1]["height"] == pytest.approx(100 / 3, abs=0.01)
+    assert bars[3]["tau"] == 0.0 and bars[3]["height"] == 1.0  # NaN tau: still a clickable bar
+
+
+def test_tau_overview_bins_many_classes_into_few_bars():
+    taus = np.linspace(5, 0, 1000)
+    bars = tau_overview_bars(taus, [f"c{i}" for i in range(1000)], max_bars=200)
+    assert len(bars) == 200
+    assert [b["rank"] for b in bars[:100]] == list(range(1, 101))
+    assert all(b["last_rank"] == b["rank"] for b in bars[:100])
+    # the binned bars cover ranks 101..1000 exactly once, in order
+    covered = [r for b in bars[100:] for r in range(b["rank"], b["last_rank"] + 1)]
+    assert covered == list(range(101, 1001))
+    assert all(b["tau"] >= b["tau_last"] for b in bars)

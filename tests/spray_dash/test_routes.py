@@ -92,3 +92,26 @@ def test_lab_routes_serve_drafts_and_experiments(client, synthetic_run):
 ])
 def test_lab_routes_refuse_everything_else(client, path):
     assert client.get(path).status_code == 404
+
+
+def test_browsing_never_imports_torch(synthetic_run):
+    """Pages, thumbnails and prototypes work without torch (about 500 MB): only the lab's model needs it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys
+        from precompute.store import RunStore
+        from spray_dash import create_app
+        from spray_dash.selection import encode_mask
+        client = create_app({str(synthetic_run)!r}).server.test_client()
+        n = RunStore({str(synthetic_run)!r}).summary("c0000")["n"]
+        for url in ["/", "/class/class_0000", "/lab", "/thumb/c0000/heatmap/0.webp",
+                    "/prototype/c0000.webp?sel=" + encode_mask(range(5), n)]:
+            assert client.get(url).status_code == 200, url
+        print("torch" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
