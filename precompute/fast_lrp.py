@@ -260,6 +260,22 @@ def _has_negatives(inputs: torch.Tensor) -> bool:
     return bool(inputs.min() < 0) if inputs.numel() else False
 
 
+def _crossed_pair(affine: "_Affine", state: dict, inputs: torch.Tensor, signed: bool, first: str, second: str):
+    """``(A x+ + a + B x-, B x+ + b + A x-)`` for the weights/biases ``A, a`` = ``first``, ``B, b`` = ``second``.
+
+    The two modified outputs of alpha-beta (``pos``/``neg``) and gamma (``up``/``down``),
+    summed in zennit's order; without negative inputs the ``x-`` terms are skipped.
+    """
+    positive_in = inputs.clamp(min=0) if signed else inputs
+    out_first = affine(positive_in, state[f"weight_{first}"], state[f"bias_{first}"])
+    out_second = affine(positive_in, state[f"weight_{second}"], state[f"bias_{second}"])
+    if signed:
+        negative_in = inputs.clamp(max=0)
+        out_first = out_first + affine(negative_in, state[f"weight_{second}"], None)
+        out_second = out_second + affine(negative_in, state[f"weight_{first}"], None)
+    return out_first, out_second
+
+
 class PassRule(FastRule):
     """zennit's ``Pass``: the relevance of the output goes to the input unchanged."""
 
@@ -380,13 +396,7 @@ class AlphaBetaRule(FastRule):
         state, affine = layer.state, layer.affine
         outputs = affine(inputs, state["weight"], state["bias"])
         ctx.signed = _has_negatives(inputs)
-        positive_in = inputs.clamp(min=0) if ctx.signed else inputs
-        positive = affine(positive_in, state["weight_pos"], state["bias_pos"])
-        negative = affine(positive_in, state["weight_neg"], state["bias_neg"])
-        if ctx.signed:
-            negative_in = inputs.clamp(max=0)
-            positive = positive + affine(negative_in, state["weight_neg"], None)
-            negative = negative + affine(negative_in, state["weight_pos"], None)
+        positive, negative = _crossed_pair(affine, state, inputs, ctx.signed, "pos", "neg")
         ctx.denominators = (stabilize(positive, self.stabilizer), stabilize(negative, self.stabilizer))
         ctx.save_for_backward(inputs)
         return outputs
@@ -432,13 +442,7 @@ class GammaRule(FastRule):
         state, affine = layer.state, layer.affine
         outputs = affine(inputs, state["weight"], state["bias"])
         ctx.signed = _has_negatives(inputs)
-        positive_in = inputs.clamp(min=0) if ctx.signed else inputs
-        up = affine(positive_in, state["weight_up"], state["bias_up"])
-        down = affine(positive_in, state["weight_down"], state["bias_down"])
-        if ctx.signed:
-            negative_in = inputs.clamp(max=0)
-            up = up + affine(negative_in, state["weight_down"], None)
-            down = down + affine(negative_in, state["weight_up"], None)
+        up, down = _crossed_pair(affine, state, inputs, ctx.signed, "up", "down")
         ctx.masks = (outputs > 0, outputs < 0)
         ctx.denominators = (stabilize(up, self.stabilizer), stabilize(down, self.stabilizer))
         ctx.save_for_backward(inputs)

@@ -259,6 +259,32 @@ def _arm_summary(before_p, after_p, before_r, after_r, after_top1, cls) -> Dict[
             "flip_rate": float(np.mean(after_top1 == cls)), "median_delta_prob": float(np.median(delta_prob))}
 
 
+def _arms_summary(rows: List[Dict[str, object]], cls: int, label_names: Sequence[str]) -> Dict[str, object]:
+    """``n``, the artifact arm's figures and the ``control``'s, from the per-sample rows."""
+    arrays = {key: np.array([row[key] for row in rows]) for key in rows[0]}
+    top1 = {key: np.array([label_names.index(v) for v in arrays[key]]) for key in ("top1_after", "top1_control")}
+    return {
+        "n": len(rows),
+        **_arm_summary(arrays["prob_before"], arrays["prob_after"], arrays["rank_before"], arrays["rank_after"],
+                       top1["top1_after"], cls),
+        "control": _arm_summary(arrays["prob_before"], arrays["prob_control"], arrays["rank_before"],
+                                arrays["rank_control"], top1["top1_control"], cls),
+    }
+
+
+def _record(kind: str, spec, origin: Dict[str, object], artifact: Artifact, summary: Dict[str, object],
+            rows: List[Dict[str, object]], examples: List[Dict[str, object]], session: ModelSession,
+            started: float) -> Dict[str, object]:
+    """The saved experiment record (see docs/store.md, experiments)."""
+    return {
+        "id": new_record_id(kind), "kind": kind, "created": datetime_now(), "status": "done",
+        "origin": origin, "artifact": artifact.meta(),
+        "params": {**asdict(spec), "placement": asdict(spec.placement)},
+        "summary": summary, "rows": rows, "examples": examples,
+        "device": session.device, "seconds": time.perf_counter() - started,
+    }
+
+
 def _check_cancel(cancel: Optional[threading.Event]) -> None:
     if cancel is not None and cancel.is_set():
         raise Cancelled()
@@ -280,6 +306,18 @@ def _example_files(session: ModelSession, before: torch.Tensor, after: torch.Ten
         files[f"{prefix}{k}-before-heat.webp"] = heatmap_thumbnail(maps_before[j], 256)
         files[f"{prefix}{k}-after-heat.webp"] = heatmap_thumbnail(maps_after[j], 256)
     return files
+
+
+def _add_examples(session: ModelSession, before: torch.Tensor, after: torch.Tensor, chunk_rows, cls: int,
+                  wanted: int, examples: List[Dict[str, object]], files: Dict[str, bytes]) -> None:
+    """Add Figure-7 examples from this chunk (its rows ``chunk_rows``) until there are ``wanted``."""
+    take = min(wanted - len(examples), len(before))
+    if take <= 0:
+        return
+    files.update(_example_files(session, before[:take], after[:take], cls, "ex", len(examples)))
+    examples += [{"k": len(examples) + j, "class": row["class"], "index": row["index"],
+                  "prob_before": row["prob_before"], "prob_after": row["prob_after"]}
+                 for j, row in enumerate(chunk_rows[:take])]
 
 
 def run_paste_experiment(store: RunStore, session: ModelSession, artifact: Artifact, spec: PasteSpec, *,
@@ -336,34 +374,12 @@ def run_paste_experiment(store: RunStore, session: ModelSession, artifact: Artif
                 "class_id": cid, "class": store.class_info(cid)["name"], "index": index,
                 "path": str(paths[cid][index]), "x": where[j][0], "y": where[j][1], **arms[j],
             })
-        missing = spec.examples - len(examples)
-        if missing > 0:
-            take = slice(0, min(missing, len(chunk)))
-            files.update(_example_files(session, images[take], pasted[take], cls, "ex", len(examples)))
-            examples += [{"k": len(examples) + j, "class": rows[start + j]["class"], "index": rows[start + j]["index"],
-                          "prob_before": rows[start + j]["prob_before"], "prob_after": rows[start + j]["prob_after"]}
-                         for j in range(take.stop)]
+        _add_examples(session, images, pasted, rows[start:], cls, spec.examples, examples, files)
         if progress:
             progress(min(len(targets), start + len(chunk)), len(targets))
-    arrays = {key: np.array([row[key] for row in rows]) for key in rows[0]}
-    top1 = {key: np.array([label_names.index(v) for v in arrays[key]]) for key in ("top1_after", "top1_control")}
-    summary = {
-        "origin": origin["name"],
-        "n": len(rows),
-        **{k: v for k, v in _arm_summary(arrays["prob_before"], arrays["prob_after"], arrays["rank_before"],
-                                         arrays["rank_after"], top1["top1_after"], cls).items()},
-        "control": _arm_summary(arrays["prob_before"], arrays["prob_control"], arrays["rank_before"],
-                                arrays["rank_control"], top1["top1_control"], cls),
-    }
-    record = {
-        "id": new_record_id("paste"), "kind": "paste", "created": datetime_now(), "status": "done",
-        "origin": {"id": spec.origin_id, "name": origin["name"], "label": cls},
-        "artifact": artifact.meta(),
-        "params": {**asdict(spec), "placement": asdict(spec.placement)},
-        "summary": summary, "rows": rows, "examples": examples,
-        "device": session.device, "seconds": time.perf_counter() - started,
-    }
-    return record, files
+    summary = {"origin": origin["name"], **_arms_summary(rows, cls, label_names)}
+    return _record("paste", spec, {"id": spec.origin_id, "name": origin["name"], "label": cls}, artifact, summary,
+                   rows, examples, session, started), files
 
 
 def _inpaint(images: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
@@ -454,34 +470,12 @@ def run_removal_experiment(store: RunStore, session: ModelSession, artifact: Art
         for j, index in enumerate(chunk):
             rows.append({"class_id": spec.class_id, "class": info["name"], "index": index, "path": str(paths[index]),
                          **arms[j]})
-        missing = spec.examples - len(examples)
-        if missing > 0:
-            take = slice(0, min(missing, len(chunk)))
-            files.update(_example_files(session, images[take], removed[take], cls, "ex", len(examples)))
-            examples += [{"k": len(examples) + j, "class": info["name"], "index": chunk[j],
-                          "prob_before": rows[start + j]["prob_before"], "prob_after": rows[start + j]["prob_after"]}
-                         for j in range(take.stop)]
+        _add_examples(session, images, removed, rows[start:], cls, spec.examples, examples, files)
         if progress:
             progress(min(len(indices), start + len(chunk)), len(indices))
-    arrays = {key: np.array([row[key] for row in rows]) for key in rows[0]}
-    top1 = {key: np.array([label_names.index(v) for v in arrays[key]]) for key in ("top1_after", "top1_control")}
-    summary = {
-        "class": info["name"], "n": len(rows),
-        **_arm_summary(arrays["prob_before"], arrays["prob_after"], arrays["rank_before"], arrays["rank_after"],
-                       top1["top1_after"], cls),
-        "control": _arm_summary(arrays["prob_before"], arrays["prob_control"], arrays["rank_before"],
-                                arrays["rank_control"], top1["top1_control"], cls),
-        "mask_pixels": int(mask.sum()),
-    }
-    record = {
-        "id": new_record_id("removal"), "kind": "removal", "created": datetime_now(), "status": "done",
-        "origin": {"id": spec.class_id, "name": info["name"], "label": cls},
-        "artifact": artifact.meta(),
-        "params": {**asdict(spec), "placement": asdict(spec.placement)},
-        "summary": summary, "rows": rows, "examples": examples,
-        "device": session.device, "seconds": time.perf_counter() - started,
-    }
-    return record, files
+    summary = {"class": info["name"], **_arms_summary(rows, cls, label_names), "mask_pixels": int(mask.sum())}
+    return _record("removal", spec, {"id": spec.class_id, "name": info["name"], "label": cls}, artifact, summary,
+                   rows, examples, session, started), files
 
 
 EXPORT_COLUMNS = ("class_id", "class", "index", "path", "x", "y", "prob_before", "prob_after", "prob_control",

@@ -21,6 +21,7 @@ __all__ = [
     "MisorderedBatchNorm",
     "ClassifierFirstModel",
     "write_model_file",
+    "write_model_and_weights",
     "TINY_MODEL_SOURCE",
 ]
 
@@ -237,3 +238,18 @@ def write_model_file(folder: Path, source: str = TINY_MODEL_SOURCE, name: str = 
     path = Path(folder) / name
     path.write_text(source)
     return path
+
+
+def write_model_and_weights(folder: Path, source: str, num_classes: int, weights: dict, name: str = "model.py"):
+    """Write a model module and, for each ``{function: file name}`` in ``weights``, its state_dict.
+
+    Returns the module's path and the weight files' paths, in ``weights`` order.
+    """
+    path = write_model_file(folder, source, name)
+    namespace: dict = {}
+    exec(compile(source, str(path), "exec"), namespace)
+    files = []
+    for function, file_name in weights.items():
+        files.append(Path(folder) / file_name)
+        torch.save(namespace[function](num_classes).state_dict(), files[-1])
+    return path, files

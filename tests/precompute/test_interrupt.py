@@ -9,10 +9,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from precompute.store import RunStore
 from tests.helpers.tiny_data import make_image_folder
+from tests.helpers.tiny_models import write_model_and_weights
 
 MODEL = textwrap.dedent('''
     import torch
@@ -31,12 +31,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("interrupt")
     data, _ = make_image_folder(root / "data", classes=tuple(f"k{i}" for i in range(6)), n=40, planted="k1",
                                 size=(40, 40))
-    model = root / "model.py"
-    model.write_text(MODEL)
-    namespace = {}
-    exec(compile(MODEL, str(model), "exec"), namespace)
-    weights = root / "w.pt"
-    torch.save(namespace["build"](6).state_dict(), weights)
+    model, (weights,) = write_model_and_weights(root, MODEL, 6, {"build": "w.pt"})
     return root, data, model, weights
 
 

@@ -20,6 +20,7 @@ from PIL import Image
 from precompute.cli import main
 from precompute.store import RunStore
 from tests.helpers.tiny_data import make_image_folder
+from tests.helpers.tiny_models import write_model_and_weights
 
 FAST = ["--quiet", "--workers", "0", "--maps", "tsne", "--image-size", "24", "--normalize", "none"]
 
@@ -52,15 +53,8 @@ MODEL_SOURCE = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    path = folder / "models.py"
-    path.write_text(MODEL_SOURCE)
-    namespace = {}
-    exec(compile(MODEL_SOURCE, str(path), "exec"), namespace)
-    weights = folder / "w.pt"
-    torch.save(namespace["build"](3).state_dict(), weights)
-    blind = folder / "blind.pt"
-    torch.save(namespace["blind"](3).state_dict(), blind)
+    path, (weights, blind) = write_model_and_weights(tmp_path_factory.mktemp("model"), MODEL_SOURCE, 3,
+                                                     {"build": "w.pt", "blind": "blind.pt"}, name="models.py")
     return path, weights, blind
 
 
