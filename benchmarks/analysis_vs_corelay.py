@@ -21,12 +21,15 @@ Sides
 ours
     ``precompute.analysis.analyse_heatmaps`` with the default ``AnalysisConfig`` (kNN 10,
     q = 32, k-means, Ward and leading-eigenvector k-means for k = 2..30, Fisher/tau, UMAP
-    and t-SNE) on the float16 file opened as a memory map, as the store opens it.
+    and t-SNE) on the float16 file opened as a memory map, as the store opens it. Its
+    UMAP is the default ``"umap"`` map, UMAP in numpy (``precompute.stages.umap_numpy``);
+    its t-SNE is openTSNE's.
 corelay
     CoRelAy's own processors: ``SciPyPDist(metric='euclidean')``,
     ``SparseKNN(n_neighbors=10, symmetric=True)``, ``SymmetricNormalLaplacian``,
     ``EigenDecomposition(n_eigval=32)``, its ``KMeans`` for k = 2..30, ``UMAPEmbedding``
-    and ``TSNEEmbedding``, at their defaults (seeded where a processor accepts
+    (umap-learn, whose numba compilation this fresh process pays) and ``TSNEEmbedding``
+    (scikit-learn's t-SNE), at their defaults (seeded where a processor accepts
     ``kwargs``). It computes no Fisher score, Ward or second k-means family.
 
 CoRelAy is GPL-licensed: it is installed for this benchmark only
@@ -45,13 +48,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import cpu_jiffies, load_average, machine, median, versions
+
+PACKAGES = ("numpy", "scipy", "scikit-learn", "openTSNE", "umap-learn", "corelay")
+"""The packages whose versions the report prints."""
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDES = ("ours", "corelay")
@@ -146,35 +153,7 @@ def run_child(side: str, data: Path, out: Path, seed: int, spawned_at: float) ->
 # ---------------------------------------------------------------------------------------------
 # parent
 # ---------------------------------------------------------------------------------------------
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        model = platform.processor() or model
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {os.cpu_count()} logical cores ({usable} usable), {platform.system()} {platform.release()}"
 
-
-def load_average() -> str:
-    try:
-        return "%.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        return "n/a"
-
-
-def cpu_jiffies() -> tuple:
-    """(busy, total) CPU time of the whole machine so far, in clock ticks (Linux /proc/stat)."""
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return (0, 0)
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    total = sum(fields[:8])
-    return (total - idle, total)
 
 
 def wait_until_idle(limit: float, idle_share: float = 0.9, window: float = 2.0) -> float:
@@ -189,17 +168,6 @@ def wait_until_idle(limit: float, idle_share: float = 0.9, window: float = 2.0) 
             break
     return time.monotonic() - started
 
-
-def versions() -> str:
-    from importlib import metadata
-
-    parts = [f"python {platform.python_version()}"]
-    for package in ("numpy", "scipy", "scikit-learn", "openTSNE", "umap-learn", "corelay"):
-        try:
-            parts.append(f"{package} {metadata.version(package)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{package} (not installed)")
-    return ", ".join(parts)
 
 
 def write_case(workdir: Path, n: int, size: int, second: bool, seed: int) -> tuple:
@@ -266,13 +234,6 @@ def best_f1(npz: Path, truth, default: str = "") -> tuple:
             chosen[0] if chosen else float("nan"))
 
 
-def median(values):
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
-
 
 def stage_table(reports: list) -> list:
     ok = [r for r in reports if "error" not in r]
@@ -318,7 +279,7 @@ def main(argv=None) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="spray-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")
-    print(f"software: {versions()}")
+    print(f"software: {versions(PACKAGES)}")
     print(f"load average before: {load_average()}")
     if args.corelay_threads:
         print(f"CoRelAy's child runs with OMP/OPENBLAS/MKL/NUMBA_NUM_THREADS={args.corelay_threads}")

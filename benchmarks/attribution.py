@@ -44,9 +44,8 @@ import torchvision
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from precompute.attribute import COMPOSITES, Attributor  # noqa: E402
 from precompute.errors import SprayError  # noqa: E402
-from precompute.fast_lrp import relative_l2  # noqa: E402
+from precompute.lrp import COMPOSITES, Attributor, relative_l2  # noqa: E402
 from precompute.models import canonizers_for, input_bounds, make_merged_batchnorm_exact, normalize  # noqa: E402
 
 SIZE = 224
@@ -94,7 +93,7 @@ class ZennitAsIs:
     ----------
     model : torch.nn.Module
     composite : str
-        A name in :data:`precompute.attribute.COMPOSITES`.
+        A name in :data:`precompute.lrp.COMPOSITES`.
     device : torch.device
     """
 

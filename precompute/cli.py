@@ -2,6 +2,8 @@
 
 Errors a user can cause are printed as one ``error:`` line naming the file and the
 reason (exit status 2); an interrupted run says how to resume (exit status 130).
+``run`` checks its paths and option names before it imports torch, torchvision or
+zennit, so such errors come at once.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from .checks import check_run_paths
 from .errors import ConfigError, SprayError
 
 __all__ = ["main", "build_parser"]
@@ -106,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", type=Path, help="run directory")
     evaluate.add_argument("--truth", type=Path, default=None,
                           help="CSV with columns path,class,artifact (default RUN/truth.csv)")
+    evaluate.add_argument("--table", action="store_true",
+                          help="also print the README's Markdown table of planted classes (and, for the demo, "
+                               "the held-out accuracy) before the JSON line")
     paste = commands.add_parser(
         "paste", help="paste an artifact onto samples of other classes and measure the model (Table 3)",
         description="Prints one JSON object on the last line of stdout; the experiment is saved in RUN/experiments.")
@@ -126,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # Paths first, with nothing heavy imported: a mistyped path is reported in a fraction
+    # of a second instead of after torch, zennit and the analysis libraries have loaded.
+    check_run_paths(args.data, args.model, args.weights, args.out, args.class_index)
     from .analysis import AnalysisConfig
-    from .engine import RunConfig, run
+    from .pipeline import RunConfig, run
 
     config = RunConfig(
         data=args.data, model=args.model, weights=args.weights, out=args.out,
@@ -139,7 +148,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                 distance=args.distance, maps=tuple(args.maps), seed=args.seed),
         thumb_size=args.thumb_size, force=args.force, engine=args.engine,
         lrp_backend=args.lrp_backend, precision=args.precision,
-    )
+    ).check()  # option values and names (engine, distance, maps), still without torch
     report = run(config, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr))
     _print_summary(report)
     return 0
@@ -163,11 +172,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
+    from .store import TRUTH
 
-    truth = args.truth or (args.run / "truth.csv")
+    truth = args.truth or (args.run / TRUTH)
     if not truth.is_file():
         raise ConfigError(f"{truth}: truth file not found; pass --truth FILE (columns path,class,artifact)")
     result = evaluate_run(args.run, truth)
+    if args.table:
+        from .evaluate import markdown_table
+        from .store import RunStore
+
+        demo = RunStore(args.run).manifest.get("demo") or {}
+        print(markdown_table(result, accuracy=(demo.get("report") or {}).get("holdout_accuracy")))
     print(json.dumps(result, sort_keys=True))
     return 0
 

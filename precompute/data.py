@@ -12,11 +12,12 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageFile
 
+from .checks import check_data_folder
 from .errors import ConfigError, DataError
 
 __all__ = [
@@ -109,6 +110,7 @@ def scan_image_folder(
     root: os.PathLike,
     classes: Optional[Sequence[str]] = None,
     class_index: Optional[os.PathLike] = None,
+    on_progress: Optional[Callable[[int, int], None]] = None,
 ) -> ImageFolderIndex:
     """List the classes and image files of an ImageFolder dataset.
 
@@ -121,6 +123,10 @@ def scan_image_folder(
     class_index : path, optional
         Label names in model-output order (JSON list, JSON ``{name: index}``, or one
         name per line). By default the sorted folder names, as torchvision's ImageFolder.
+    on_progress : callable, optional
+        Called as ``on_progress(done, total)`` once the class folders are known and
+        after each selected class folder is listed (ImageNet's 1,000 folders of 1,300
+        files take a while on a network file system).
 
     Returns
     -------
@@ -133,9 +139,7 @@ def scan_image_folder(
     ConfigError
         If a requested class does not exist.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: data folder not found (expected DIR/<class>/<image>)")
+    root = check_data_folder(root)
     folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
         raise DataError(f"{root}: no class folders (expected DIR/<class>/<image>)")
@@ -155,7 +159,9 @@ def scan_image_folder(
         selected = [name for name in folders if name in set(classes)]
     skipped: List[Tuple[str, str]] = []
     result = []
-    for name in selected:
+    if on_progress is not None:
+        on_progress(0, len(selected))
+    for done, name in enumerate(selected, 1):
         paths = []
         for dirpath, dirnames, filenames in os.walk(root / name, followlinks=False):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -168,6 +174,8 @@ def scan_image_folder(
                 else:
                     skipped.append((rel, "not an image file (unknown extension)"))
         result.append(ClassFiles(name=name, label=label_of[name], paths=sorted(paths)))
+        if on_progress is not None:
+            on_progress(done, len(selected))
     result.sort(key=lambda cls: cls.label)
     return ImageFolderIndex(root=root, label_names=list(label_names), classes=result, skipped=skipped)
 

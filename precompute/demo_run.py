@@ -6,14 +6,13 @@ so an interrupted build resumes.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Callable
 
 from .analysis import AnalysisConfig
-from .engine import RunConfig, run
-from .store import RunStore, RunWriter
+from .pipeline import RunConfig, run
+from .store import DEMO_REPORT, TRUTH, RunStore, RunWriter
 
 __all__ = ["DEMO_MODEL", "DEMO_IMAGE_SIZE", "demo_config", "demo_store_ready", "build_demo_store"]
 
@@ -48,7 +47,7 @@ def demo_store_ready(out: Path) -> bool:
 
 
 def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress: bool = True,
-                     log: Callable[[str], None] = print) -> Path:
+                     log: Callable[[str], None] = print, n_per_class: int = 200, epochs: int = 15) -> Path:
     """Generate, train and analyse the demo into ``out``; return ``out``.
 
     Parameters
@@ -60,6 +59,13 @@ def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress:
         Seed of the dataset, the training and the analysis.
     force : bool
         Rebuild everything.
+    progress : bool
+        Show progress bars.
+    log : callable
+        Receives one line per step.
+    n_per_class, epochs : int
+        Images per class and training epochs. The defaults make the demo of the README;
+        the test suite builds a smaller one (see ``tests/conftest.py``).
     """
     from .demo import build_demo_assets
 
@@ -67,15 +73,12 @@ def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress:
     if force and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    report_path = out / "demo_report.json"
-    if not report_path.is_file() or not (out / "model" / "weights.pt").is_file():
+    if not (out / DEMO_REPORT).is_file() or not (out / "model" / "weights.pt").is_file():
         log(f"building the demo dataset and training its model in {out} ...")
-        build_demo_assets(out, seed=seed, progress=progress)
-    demo_report = json.loads(report_path.read_text())
+        build_demo_assets(out, seed=seed, progress=progress, n_per_class=n_per_class, epochs=epochs)
     log("running SpRAy on the demo ...")
     run(demo_config(out, seed=seed), progress=progress, log=log)
     writer = RunWriter(out)
-    artifacts = json.loads((out / "artifacts" / "artifacts.json").read_text())
-    writer.update_manifest(demo={"truth": "truth.csv", "report": demo_report, "seed": seed})
-    writer.save_artifacts(artifacts)
+    writer.update_manifest(demo={"truth": TRUTH, "report": writer.demo_report(), "seed": seed})
+    writer.save_artifacts(writer.artifacts())
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
@@ -18,7 +19,7 @@ import numpy as np
 from .errors import ConfigError
 from .store import RunStore
 
-__all__ = ["read_truth", "cluster_f1", "best_cluster", "evaluate_run"]
+__all__ = ["read_truth", "cluster_f1", "best_cluster", "evaluate_run", "markdown_table"]
 
 
 def read_truth(path: os.PathLike, data_root: Optional[Path] = None) -> Dict[str, Tuple[str, str]]:
@@ -93,30 +94,35 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
     Returns
     -------
     dict
-        ``{"classes": {name: {"tau", "tau_rank", "planted", "best_f1", "best_clustering",
-        "default_f1", "default_clustering"}}, "mean_tau_planted", "mean_tau_clean"}``;
-        F1 fields are None for clean classes, means None when a group is empty.
+        ``{"classes": {name: {"tau", "tau_rank", "planted", "artifact", "best_f1",
+        "best_clustering", "default_f1", "default_clustering", "n", "n_artifact"}},
+        "mean_tau_planted", "mean_tau_clean"}``; F1 fields and ``artifact`` are None for
+        clean classes, means None when a group is empty. A class too small for tau has
+        ``tau`` None and ranks after every class with one.
     """
     store = RunStore(run_dir)
     truth = read_truth(truth_csv, store.data_root())
     records = store.classes()
     if not records:
         raise ConfigError(f"{store.root}: no finished classes to evaluate")
-    taus = np.array([rec.summary["tau"] for rec in records], dtype=np.float64)
+    summaries = [rec.summary_record() for rec in records]
+    taus = np.array([np.nan if summary.tau is None else summary.tau for summary in summaries], dtype=np.float64)
     ranks = np.empty(len(records), dtype=int)
-    ranks[np.argsort(-taus, kind="stable")] = np.arange(1, len(records) + 1)
+    ranks[np.argsort(-taus, kind="stable")] = np.arange(1, len(records) + 1)  # NaN sorts last
     classes: Dict[str, Any] = {}
     planted_taus, clean_taus = [], []
-    for rec, rank in zip(records, ranks):
+    for rec, summary, rank, tau in zip(records, summaries, ranks, taus):
         arrays = store.arrays(rec.id)
         paths = arrays["paths"]
-        mask = np.array([bool(truth.get(str(p), ("", ""))[1]) for p in paths])
+        carried = [truth.get(str(p), ("", ""))[1] for p in paths]
+        mask = np.array([bool(name) for name in carried])
         planted = bool(mask.any())
-        default = rec.summary["default_clustering"]
+        default = summary.default_clustering
         entry: Dict[str, Any] = {
-            "tau": float(rec.summary["tau"]),
+            "tau": None if np.isnan(tau) else float(tau),
             "tau_rank": int(rank),
             "planted": planted,
+            "artifact": Counter(name for name in carried if name).most_common(1)[0][0] if planted else None,
             "best_f1": None,
             "best_clustering": None,
             "default_f1": None,
@@ -128,8 +134,9 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
             names, labels = arrays["clustering_names"], arrays["clustering_labels"]
             entry["best_f1"], entry["best_clustering"] = best_cluster(names, labels, mask)
             entry["default_f1"], _ = best_cluster(names, labels, mask, only=default)
-            planted_taus.append(entry["tau"])
-        else:
+            if entry["tau"] is not None:
+                planted_taus.append(entry["tau"])
+        elif entry["tau"] is not None:
             clean_taus.append(entry["tau"])
         classes[rec.name] = entry
     return {
@@ -137,3 +144,36 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
         "mean_tau_planted": float(np.mean(planted_taus)) if planted_taus else None,
         "mean_tau_clean": float(np.mean(clean_taus)) if clean_taus else None,
     }
+
+
+def markdown_table(result: Dict[str, Any], accuracy: Optional[float] = None) -> str:
+    """The README's table of planted classes from :func:`evaluate_run`'s result.
+
+    Parameters
+    ----------
+    result : dict
+        What :func:`evaluate_run` returns.
+    accuracy : float, optional
+        Held-out accuracy of the model, printed above the table when given.
+
+    Returns
+    -------
+    str
+        Markdown: an optional accuracy line, the table (planted classes by tau rank),
+        and the mean tau of planted and clean classes.
+    """
+    def number(value: Optional[float], digits: int = 2) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = []
+    if accuracy is not None:
+        lines += [f"Held-out accuracy: {100 * accuracy:.1f} %.", ""]
+    lines += ["| class | artifact | τ rank | best F1 | default F1 (default clustering) |",
+              "|---|---|---|---|---|"]
+    planted = sorted((entry["tau_rank"], name, entry) for name, entry in result["classes"].items() if entry["planted"])
+    for rank, name, entry in planted:
+        lines.append(f"| {name} | {entry['artifact']} | {rank} | {number(entry['best_f1'])} | "
+                     f"{number(entry['default_f1'])} ({entry['default_clustering']}) |")
+    lines += ["", f"Mean τ is {number(result['mean_tau_planted'])} for planted classes and "
+                  f"{number(result['mean_tau_clean'])} for clean ones."]
+    return "\n".join(lines)

@@ -144,24 +144,36 @@ def write_synthetic_store(out, *, n_classes: int = 8, n_per_class: int = 200, si
     from pathlib import Path
 
     from .analysis import AnalysisConfig, analyse_heatmaps
-    from .store import ClassAnalysis, RunStore, RunWriter, class_id
+    from .store import (
+        ClassAnalysis,
+        ClassEntry,
+        ClassSummary,
+        DataInfo,
+        Manifest,
+        ModelInfo,
+        RunStore,
+        RunWriter,
+        StorageInfo,
+        ThumbnailInfo,
+        class_id,
+        write_truth_rows,
+    )
     from .thumbs import heatmap_thumbnail, image_thumbnail
 
     out = Path(out)
     names = [f"class_{i:04d}" for i in range(n_classes)]
     config = AnalysisConfig(maps=tuple(maps), seed=seed)
-    writer = RunWriter.create(out, {
-        "data": {"root": "data", "label_names": names},
-        "classes": [{"id": class_id(i), "name": name, "label": i, "n_files": n_per_class}
-                    for i, name in enumerate(names)],
-        "model": {"spec": "synthetic", "weights": None, "num_classes": n_classes, "normalization": "none",
-                  "image_size": size, "composite": "none", "canonizers": []},
-        "analysis": config.to_dict(),
-        "thumbnails": {"size": size, "format": "webp"},
-        "storage": {"heatmap_dtype": "float16"},
-        "synthetic": {"seed": seed, "planted_every": planted_every, "thumb_pool": thumb_pool,
-                      "analysis_pool": analysis_pool},
-    }, force=True)
+    writer = RunWriter.create(out, Manifest(
+        data=DataInfo(root="data", label_names=names),
+        classes=[ClassEntry(id=class_id(i), name=name, label=i, n_files=n_per_class) for i, name in enumerate(names)],
+        model=ModelInfo(spec="synthetic", weights=None, num_classes=n_classes, normalization="none",
+                        image_size=size, composite="none", canonizers=[]),
+        analysis=config.to_dict(),
+        thumbnails=ThumbnailInfo(size=size, format="webp"),
+        storage=StorageInfo(heatmap_dtype="float16"),
+        synthetic={"seed": seed, "planted_every": planted_every, "thumb_pool": thumb_pool,
+                   "analysis_pool": analysis_pool},
+    ), force=True)
     iterator = range(n_classes)
     if progress:
         from tqdm.auto import tqdm
@@ -203,24 +215,20 @@ def write_synthetic_store(out, *, n_classes: int = 8, n_per_class: int = 200, si
             maps_ = [heatmap_thumbnail(data.heatmaps[i], size) for i in range(distinct)]
             if analysis_pool > 0:
                 sources[source] = (data, heatmaps, result, images, maps_)
-        summary = {
-            "id": class_id(label), "name": names[label], "label": label, "n": n, "n_files": n, "n_skipped": 0,
-            "accuracy": float(np.mean(true_rank == 1)), "top5_accuracy": float(np.mean(true_rank <= 5)),
-            "mean_true_prob": float(arrays["true_prob"].mean()),
-            "eigenvalues": [float(v) for v in result.arrays["eigenvalues"]],
-            "heatmap_shape": [size, size], "seconds": result.timings,
-            "planted_fraction": float(np.mean(data.planted != "")), **result.summary,
-        }
+        summary = ClassSummary(
+            id=class_id(label), name=names[label], label=label, n=n, n_files=n, n_skipped=0,
+            accuracy=float(np.mean(true_rank == 1)), top5_accuracy=float(np.mean(true_rank <= 5)),
+            mean_true_prob=float(arrays["true_prob"].mean()),
+            eigenvalues=[float(v) for v in result.arrays["eigenvalues"]],
+            heatmap_shape=[size, size], seconds=result.timings,
+        ).updated({"planted_fraction": float(np.mean(data.planted != "")), **result.summary})
         if source != label:
-            summary["analysis_source"] = class_id(source)
+            summary = summary.updated({"analysis_source": class_id(source)})
         writer.write_class(class_id(label), ClassAnalysis(
             summary=summary, arrays=arrays, heatmaps=heatmaps,
             thumbs={"image": [images[i % distinct] for i in range(n)], "heatmap": [maps_[i % distinct] for i in range(n)]},
         ))
-        truth_rows = [(arrays["paths"][i], names[label], data.planted[i]) for i in range(n)]
-        with open(out / "truth.csv", "a" if label else "w", encoding="utf-8") as handle:
-            if not label:
-                handle.write("path,class,artifact\n")
-            handle.writelines(f"{p},{c},{a}\n" for p, c, a in truth_rows)
+        write_truth_rows(writer.truth_path(), ((arrays["paths"][i], names[label], data.planted[i]) for i in range(n)),
+                         append=label > 0)
     writer.write_report({"finished": "synthetic", "classes_finished": n_classes})
     return RunStore(out)

@@ -64,7 +64,7 @@ def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "Sp
                 dcc.Link("Leaderboard", href="/", className="topnav-link"),
                 dcc.Link("Artifact lab", href="/lab", className="topnav-link"),
             ]),
-            html.Span(className="topbar-run", title=info["root"],
+            html.Span(className="topbar-run", title=f"run {info['name']}",
                       children=f"{info['model']} · {info['classes_total']} classes"),
         ]),
         html.Main(className="page", children=dash.page_container),

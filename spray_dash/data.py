@@ -1,21 +1,28 @@
-"""Read-only access to the run store for the app: the only module of the app that reads disk.
+"""The app's data access: the only module of the app that reads or writes the disk.
 
-Everything goes through :class:`precompute.store.RunStore` (the schema module) and
-is memoised with flask-caching, so a class is read from disk once and then served
-from memory; nothing here recomputes what precompute stored.
+Reads go through :class:`precompute.store.RunStore` (the schema module) and are
+memoised with flask-caching, so a class is read from disk once and then served from
+memory; nothing here recomputes what precompute stored. The app's only writes, the
+artifact lab's drafts and experiments, go through
+:class:`precompute.store.ExperimentWriter` into ``RUN/experiments``. Pages, routes and
+views call the functions below and never open files or the store themselves
+(``tests/spray_dash/test_layering.py`` checks this).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from flask_caching import Cache
 
 from precompute.errors import StoreError
-from precompute.store import RunStore, parse_clustering_name
+from precompute.lab import Artifact, artifact_from_box, artifact_from_entry, propose_artifact, rgba_to_png
+from precompute.store import ExperimentWriter, RunStore, clustering_name, parse_clustering_name
 from precompute.thumbs import encode_rgb, heatmap_rgb
+
+from .selection import encode_mask
 
 __all__ = [
     "cache",
@@ -29,6 +36,21 @@ __all__ = [
     "mean_heatmap_image",
     "label_names",
     "run_info",
+    "run_name",
+    "has_class",
+    "class_name",
+    "class_names",
+    "artifact_entries",
+    "artifact_entry",
+    "artifact_png",
+    "artifact",
+    "experiments",
+    "experiment",
+    "experiment_file",
+    "save_upload",
+    "save_proposal",
+    "save_box",
+    "run_experiment",
 ]
 
 cache = Cache()
@@ -63,11 +85,15 @@ def label_names() -> List[str]:
 
 @cache.memoize()
 def run_info() -> dict:
-    """Facts about the run for page headers."""
+    """Facts about the run for page headers.
+
+    The run is named by its directory's name (``name``), never by its path on the
+    server: whatever the app shows or exports reaches the browser.
+    """
     manifest = store().manifest
     model = manifest.get("model", {})
     return {
-        "root": str(store().root),
+        "name": run_name(),
         "model": model.get("spec"),
         "composite": model.get("composite"),
         "image_size": model.get("image_size"),
@@ -75,44 +101,65 @@ def run_info() -> dict:
         "classes_total": len(manifest.get("classes", [])),
         "neighbors": manifest.get("analysis", {}).get("neighbors"),
         "eigenvectors": manifest.get("analysis", {}).get("eigenvectors"),
+        "default_rule": manifest.get("analysis", {}).get("default_rule", "lead_eigengap"),
         "demo": "demo" in manifest,
     }
+
+
+def run_name() -> str:
+    """The run's name: its directory's name (exports and pages never show the server's path)."""
+    return store().root.resolve().name
 
 
 @cache.memoize()
 def leaderboard() -> List[dict]:
     """One row per finished class, ranked by tau (rank 1 = most separable).
 
-    Each row has ``id``, ``name``, ``rank``, ``tau``, ``n``, ``accuracy``,
+    Each row has ``id``, ``name``, ``rank``, ``tau``, ``tau_note``, ``n``, ``accuracy``,
     ``mean_true_prob``, ``eigengap_k``, ``spectrum`` (the first 16 eigenvalues) and
-    ``default_clustering``.
+    ``default_clustering``. A class too small for a meaningful tau stores ``tau = None``
+    with a ``tau_note`` (e.g. "too few samples (n=5; τ needs at least 8)"): its ``tau``
+    and ``rank`` are None and it comes after every ranked class, by name.
     """
     rows = []
     for record in store().classes():
         summary = record.summary
+        tau = summary.get("tau")
         rows.append({
             "id": record.id,
             "name": record.name,
-            "tau": float(summary.get("tau") or 0.0),
-            "n": int(summary.get("n", 0)),
+            "tau": None if tau is None else float(tau),
+            "tau_note": None if tau is not None else str(summary.get("tau_note") or "too few samples"),
+            "n": int(summary.get("n") or 0),
             "accuracy": float(summary.get("accuracy") or 0.0),
             "mean_true_prob": float(summary.get("mean_true_prob") or 0.0),
-            "eigengap_k": int(summary.get("eigengap_k", 0)),
-            "spectrum": [round(float(v), 4) for v in summary.get("eigenvalues", [])[:16]],
+            "eigengap_k": int(summary.get("eigengap_k") or 0),
+            "spectrum": [round(float(v), 4) for v in (summary.get("eigenvalues") or [])[:16]],
             "default_clustering": summary.get("default_clustering"),
         })
-    rows.sort(key=lambda row: (-row["tau"], row["name"]))
+    rows.sort(key=lambda row: (row["tau"] is None, -(row["tau"] or 0.0), row["name"]))
     for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
+        row["rank"] = rank if row["tau"] is not None else None
         # ranked at full precision; sent at what a person reads (a third less JSON at 1,000 classes)
         for key in ("tau", "accuracy", "mean_true_prob"):
-            row[key] = round(row[key], 5)
+            if row[key] is not None:
+                row[key] = round(row[key], 5)
     return rows
 
 
 @cache.memoize()
 def _name_index() -> Dict[str, str]:
     return {entry["name"]: entry["id"] for entry in store().manifest.get("classes", [])}
+
+
+def has_class(cid) -> bool:
+    """True if ``cid`` is a finished class of the run."""
+    return isinstance(cid, str) and store().has_class(cid)
+
+
+def class_name(cid: str) -> str:
+    """Name of class ``cid`` (raises :class:`StoreError` if unknown)."""
+    return str(store().class_info(cid)["name"])
 
 
 def class_id_for_name(name: str) -> Optional[str]:
@@ -164,7 +211,7 @@ class ClassView:
 
     def labels(self, family: str, k: int) -> Optional[np.ndarray]:
         """Cluster labels (n,) of clustering ``family`` at ``k``, or None if not stored."""
-        name = f"{family}-k{k}"
+        name = clustering_name(family, k)
         if name not in self.clustering_names:
             return None
         return self.clustering_labels[self.clustering_names.index(name)]
@@ -246,6 +293,21 @@ def artifact_entries() -> List[dict]:
     return store().artifact_entries()
 
 
+def artifact_entry(artifact_id: str) -> dict:
+    """One artifact entry (raises :class:`StoreError` if unknown)."""
+    return store().artifact_entry(artifact_id)
+
+
+def artifact_png(artifact_id: str) -> bytes:
+    """The RGBA PNG of an artifact entry (raises :class:`StoreError` or :class:`OSError`)."""
+    return store().artifact_png(artifact_id)
+
+
+def artifact(artifact_id: str) -> Artifact:
+    """An artifact of the library or of the drafts, decoded (see :func:`precompute.lab.artifact_from_entry`)."""
+    return artifact_from_entry(store(), artifact_id)
+
+
 def experiments() -> List[dict]:
     """Saved experiment records, newest first."""
     return store().experiments()
@@ -255,6 +317,51 @@ def experiments() -> List[dict]:
 def experiment(exp_id: str) -> dict:
     """One experiment record (immutable once saved, so memoised)."""
     return store().experiment(exp_id)
+
+
+def experiment_file(exp_id: str, name: str) -> bytes:
+    """A file saved with an experiment (raises :class:`StoreError` or :class:`OSError`)."""
+    return store().experiment_file(exp_id, name)
+
+
+def save_upload(upload: Artifact, name: str) -> dict:
+    """Keep a validated upload as an artifact draft; return its entry."""
+    return ExperimentWriter(store()).save_artifact_draft({**upload.meta(), "name": name.rsplit(".", 1)[0]},
+                                                         rgba_to_png(upload.rgba))
+
+
+def save_proposal(cid: str, indices: Sequence[int], *, threshold: float = 0.3, shared: bool = True) -> dict:
+    """Propose an artifact from a selection of class ``cid`` and keep it as a draft; return the entry.
+
+    Raises :class:`precompute.errors.ConfigError` (a message for the user) when no artifact
+    can be proposed, e.g. a region covering more than half of the image.
+    """
+    proposal = propose_artifact(store(), cid, indices, threshold=threshold, shared=shared)
+    meta = {**proposal.artifact.meta(), "method": proposal.method, "relevance_share": proposal.relevance_share,
+            "coverage": proposal.coverage, "threshold": proposal.threshold, "source_index": proposal.source_index,
+            "selection": f"{cid}:{encode_mask(indices, class_view(cid).n)}"}
+    return ExperimentWriter(store()).save_artifact_draft(meta, rgba_to_png(proposal.artifact.rgba))
+
+
+def save_box(cid: str, index: int, box: Sequence[float]) -> dict:
+    """Cut a box (model-input pixels) out of one sample and keep it as a draft; return the entry."""
+    cut = artifact_from_box(store(), cid, index, box)
+    return ExperimentWriter(store()).save_artifact_draft({**cut.meta(), "source_index": int(index)},
+                                                         rgba_to_png(cut.rgba))
+
+
+def run_experiment(runner: Callable, subject: Artifact, spec, *, progress=None, cancel=None) -> str:
+    """Run one lab experiment on the run's model and save it; return the experiment id.
+
+    ``runner`` is an experiment kind's ``precompute.lab.run_*_experiment``; the model is
+    loaded here, with the first experiment (torch is imported then, not with the app).
+    """
+    from precompute.lab import ModelSession
+
+    session = ModelSession.for_store(store())
+    record, files = runner(store(), session, subject, spec, progress=progress, cancel=cancel)
+    ExperimentWriter(store()).save_experiment(record, files)
+    return record["id"]
 
 
 def class_names() -> List[dict]:

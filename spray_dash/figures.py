@@ -12,7 +12,9 @@ __all__ = [
     "CORRECT_COLOR",
     "WRONG_COLOR",
     "cluster_color",
-    "point_colors",
+    "cluster_colors",
+    "correctness_colors",
+    "probability_colors",
     "embedding_figure",
     "spectrum_figure",
     "tau_overview_bars",
@@ -32,33 +34,37 @@ def cluster_color(cluster: int) -> str:
     return CLUSTER_COLORS[int(cluster) % len(CLUSTER_COLORS)]
 
 
-def point_colors(mode: str, *, labels: Optional[np.ndarray] = None, true_rank: Optional[np.ndarray] = None,
-                 true_prob: Optional[np.ndarray] = None) -> Tuple[list, Optional[dict]]:
-    """Per-point marker colours and an optional colour bar.
-
-    Parameters
-    ----------
-    mode : str
-        ``"cluster"`` (needs ``labels``), ``"correct"`` (needs ``true_rank``) or
-        ``"prob"`` (needs ``true_prob``).
+def cluster_colors(labels: np.ndarray) -> Tuple[list, Optional[dict]]:
+    """One categorical colour per point from its cluster label; no colour bar.
 
     Returns
     -------
-    colors : list
-        Hex strings (categorical) or floats (continuous), one per point.
-    colorbar : dict or None
-        Marker settings for a continuous scale.
+    colors : list of str
+        Hex strings, one per point.
+    colorbar : None
     """
-    if mode == "cluster":
-        return [cluster_color(c) for c in np.asarray(labels)], None
-    if mode == "correct":
-        return [CORRECT_COLOR if r == 1 else WRONG_COLOR for r in np.asarray(true_rank)], None
-    if mode == "prob":
-        return np.asarray(true_prob, dtype=float).round(4).tolist(), {
-            "colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0,
-            "colorbar": {"title": {"text": "p(true)", "side": "right"}, "thickness": 12, "len": 0.8},
-        }
-    raise ValueError(f"unknown colour mode {mode!r}")
+    return [cluster_color(c) for c in np.asarray(labels)], None
+
+
+def correctness_colors(true_rank: np.ndarray) -> Tuple[list, Optional[dict]]:
+    """Teal where the true label is the top-1 prediction (rank 1), orange elsewhere; no colour bar."""
+    return [CORRECT_COLOR if r == 1 else WRONG_COLOR for r in np.asarray(true_rank)], None
+
+
+def probability_colors(true_prob: np.ndarray) -> Tuple[list, Optional[dict]]:
+    """p(true label) on a continuous Viridis scale from 0 to 1, with its colour bar.
+
+    Returns
+    -------
+    colors : list of float
+        One per point, rounded to 4 decimals.
+    colorbar : dict
+        Marker settings of the continuous scale (passed to :func:`embedding_figure`).
+    """
+    return np.asarray(true_prob, dtype=float).round(4).tolist(), {
+        "colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0,
+        "colorbar": {"title": {"text": "p(true)", "side": "right"}, "thickness": 12, "len": 0.8},
+    }
 
 
 def embedding_figure(coords: np.ndarray, colors: list, *, colorbar: Optional[dict] = None,
@@ -70,9 +76,9 @@ def embedding_figure(coords: np.ndarray, colors: list, *, colorbar: Optional[dic
     ----------
     coords : ndarray of shape (n, 2)
     colors : list of length n
-        From :func:`point_colors`.
+        From a colour mode (:data:`spray_dash.views.COLOR_MODES`).
     colorbar : dict, optional
-        Continuous-scale marker settings from :func:`point_colors`.
+        Continuous-scale marker settings from a colour mode.
     selected : sequence of int, optional
         Sample indices to show as selected (others are dimmed).
     axis_titles : (str, str)
@@ -111,6 +117,9 @@ def embedding_figure(coords: np.ndarray, colors: list, *, colorbar: Optional[dic
 def spectrum_figure(eigenvalues: np.ndarray, eigengap_k: int, *, height: int = 200) -> go.Figure:
     """The eigenvalue spectrum of L_sym with the eigengap marked.
 
+    The eigengap's label sits above the plot area, beside its band and on the side with
+    more room, so it never covers a tick label.
+
     Parameters
     ----------
     eigenvalues : ndarray of shape (q,), ascending
@@ -125,13 +134,17 @@ def spectrum_figure(eigenvalues: np.ndarray, eigengap_k: int, *, height: int = 2
         marker=dict(color=colors, size=7), hovertemplate="λ<sub>%{x}</sub> = %{y:.4f}<extra></extra>",
         showlegend=False,
     ))
+    top_margin = 10
     if 1 <= eigengap_k < len(values):
         fig.add_vrect(x0=eigengap_k + 0.1, x1=eigengap_k + 0.9, fillcolor="#ee6c4d", opacity=0.18, line_width=0)
-        fig.add_annotation(x=eigengap_k + 0.5, y=float(values.max()), text=f"eigengap → {eigengap_k} cluster"
-                           + ("s" if eigengap_k != 1 else ""), showarrow=False, yanchor="top",
-                           font=dict(size=11, color="#c44b2b"))
+        rightwards = eigengap_k <= len(values) / 2
+        fig.add_annotation(x=eigengap_k + 0.1 if rightwards else eigengap_k + 0.9, xref="x",
+                           xanchor="left" if rightwards else "right", y=1.0, yref="paper", yanchor="bottom",
+                           text=f"eigengap → {eigengap_k} group" + ("s" if eigengap_k != 1 else ""),
+                           showarrow=False, font=dict(size=11, color="#c44b2b"))
+        top_margin = 24
     fig.update_layout(
-        height=height, margin=dict(l=40, r=10, t=10, b=30), font=_FONT, plot_bgcolor="white",
+        height=height, margin=dict(l=40, r=10, t=top_margin, b=30), font=_FONT, plot_bgcolor="white",
         xaxis=dict(title="eigenvalue index", dtick=4 if len(values) > 12 else 1, gridcolor="#eef0f4",
                    range=[0.4, len(values) + 0.6]),
         yaxis=dict(title="λ", gridcolor="#eef0f4", rangemode="tozero"),
@@ -139,8 +152,8 @@ def spectrum_figure(eigenvalues: np.ndarray, eigengap_k: int, *, height: int = 2
     return fig
 
 
-def tau_overview_bars(taus: Sequence[float], names: Sequence[str], *, highlight: int = 5,
-                      max_bars: int = 200) -> List[dict]:
+def tau_overview_bars(taus: Sequence[Optional[float]], names: Sequence[str], *, highlight: int = 5,
+                      max_bars: int = 200, notes: Optional[Sequence[Optional[str]]] = None) -> List[dict]:
     """All classes' tau as bars, sorted descending, for a chart drawn in HTML.
 
     The leaderboard draws this strip with plain elements, not Plotly: plotly.js is 4.8 MB
@@ -148,17 +161,31 @@ def tau_overview_bars(taus: Sequence[float], names: Sequence[str], *, highlight:
     ``max_bars`` classes the top ``max_bars // 2`` keep a bar each and the rest share
     bars of equal rank ranges, so 1,000 classes cost 200 links, not 1,000.
 
+    Parameters
+    ----------
+    taus : sequence of float or None
+        One per class; None (or NaN) for a class without a tau (too few samples).
+        Those come last, in the given order, as stubs.
+    names : sequence of str
+    highlight : int
+        How many of the highest bars are marked ``top``.
+    max_bars : int
+    notes : sequence of str or None, optional
+        Why a class has no tau (its ``tau_note``), one per class.
+
     Returns
     -------
     list of dict
-        One per bar, rank order: ``rank`` and ``last_rank`` (the ranks it covers, 1 =
-        highest tau), ``name`` and ``tau`` of its first class, ``tau_last`` of its last,
+        One per bar, rank order: ``rank`` and ``last_rank`` (the positions it covers, 1 =
+        highest tau), ``name`` and ``tau`` of its first class (None without a tau),
+        ``tau_last`` of its last, ``note`` (why the first class has no tau, else None),
         ``height`` (per cent of the tallest bar, at least 1 so every bar stays
         clickable) and ``top`` (among the ``highlight`` highest).
     """
-    taus = np.nan_to_num(np.asarray(taus, dtype=float), nan=0.0)
-    order = np.argsort(-taus, kind="stable")
-    tallest = float(taus.max()) if len(taus) and taus.max() > 0 else 1.0
+    values = np.array([np.nan if t is None else float(t) for t in taus], dtype=float)
+    missing = np.isnan(values)
+    order = np.lexsort((-np.nan_to_num(values, nan=0.0), missing))  # ranked by tau, then the rest in order
+    tallest = float(np.nanmax(values)) if (~missing).any() and np.nanmax(values) > 0 else 1.0
     n = len(order)
     if n <= max_bars:
         starts = list(range(n))
@@ -166,13 +193,19 @@ def tau_overview_bars(taus: Sequence[float], names: Sequence[str], *, highlight:
         single = max_bars // 2
         starts = list(range(single)) + [int(v) for v in np.linspace(single, n, max_bars - single, endpoint=False)]
     bounds = starts + [n]
+
+    def tau_of(i):
+        return None if missing[i] else float(values[i])
+
     bars = []
     for first, stop in zip(bounds[:-1], bounds[1:]):
         i, last = order[first], order[stop - 1]
-        bars.append({"rank": first + 1, "last_rank": stop, "name": str(names[i]), "tau": float(taus[i]),
-                     "tau_last": float(taus[last]),
-                     "height": max(1.0, round(100.0 * max(float(taus[i]), 0.0) / tallest, 2)),
-                     "top": first < highlight})
+        bars.append({"rank": first + 1, "last_rank": stop, "name": str(names[i]), "tau": tau_of(i),
+                     "tau_last": tau_of(last),
+                     "note": (str(notes[i]) if notes is not None and notes[i] else "too few samples")
+                     if missing[i] else None,
+                     "height": 1.0 if missing[i] else max(1.0, round(100.0 * max(float(values[i]), 0.0) / tallest, 2)),
+                     "top": first < highlight and not missing[i]})
     return bars
 
 

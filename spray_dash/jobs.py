@@ -14,14 +14,30 @@ import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable, Dict, Optional
 
 from precompute.errors import SprayError
 from precompute.lab import Cancelled
 
-__all__ = ["Job", "JobManager", "jobs"]
+__all__ = ["JobState", "Job", "JobManager", "jobs"]
 
 Work = Callable[[Callable[[int, int], None], threading.Event], str]
+
+
+class JobState(str, Enum):
+    """Where a job is. A ``str`` enum: its value is what :meth:`Job.public` sends to the page."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        """True once the job ended, whichever way."""
+        return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass
@@ -30,7 +46,7 @@ class Job:
 
     id: str
     kind: str
-    state: str = "queued"  # queued | running | done | failed | cancelled
+    state: JobState = JobState.QUEUED
     done: int = 0
     total: int = 0
     result: Optional[str] = None
@@ -40,7 +56,7 @@ class Job:
 
     def public(self) -> Dict[str, object]:
         """JSON-ready status."""
-        return {"id": self.id, "kind": self.kind, "state": self.state, "done": self.done, "total": self.total,
+        return {"id": self.id, "kind": self.kind, "state": self.state.value, "done": self.done, "total": self.total,
                 "result": self.result, "error": self.error}
 
 
@@ -72,23 +88,23 @@ class JobManager:
 
     def _run(self, job: Job, work: Work) -> None:
         if job.cancel.is_set():
-            job.state = "cancelled"
+            job.state = JobState.CANCELLED
             return
-        job.state = "running"
+        job.state = JobState.RUNNING
 
         def progress(done: int, total: int) -> None:
             job.done, job.total = done, total
 
         try:
             job.result = work(progress, job.cancel)
-            job.state = "done"
+            job.state = JobState.DONE
         except Cancelled:
-            job.state = "cancelled"
+            job.state = JobState.CANCELLED
         except SprayError as error:
-            job.state, job.error = "failed", str(error)
+            job.state, job.error = JobState.FAILED, str(error)
         except Exception as error:  # a bug: keep the app alive and say so
             traceback.print_exc()
-            job.state, job.error = "failed", f"internal error: {type(error).__name__}: {error}"
+            job.state, job.error = JobState.FAILED, f"internal error: {type(error).__name__}: {error}"
 
     def status(self, job_id: str) -> Optional[Dict[str, object]]:
         """Public status of a job, or None for unknown ids."""
@@ -98,13 +114,13 @@ class JobManager:
     def cancel(self, job_id: str) -> bool:
         """Ask a job to stop at its next batch; True if it was still queued or running."""
         job = self._jobs.get(job_id) if isinstance(job_id, str) else None
-        if job is None or job.state not in ("queued", "running"):
+        if job is None or job.state.finished:
             return False
         job.cancel.set()
         return True
 
     def _forget_old(self) -> None:
-        finished = [job for job in self._jobs.values() if job.state in ("done", "failed", "cancelled")]
+        finished = [job for job in self._jobs.values() if job.state.finished]
         for job in sorted(finished, key=lambda j: j.created)[: max(0, len(finished) - self._keep)]:
             del self._jobs[job.id]
 

@@ -21,6 +21,7 @@ import re
 from flask import Blueprint, Response, abort, request
 
 from precompute.errors import StoreError
+from precompute.store import is_class_id, parse_clustering_name
 
 from . import data
 from .selection import decode_mask, export_csv, export_json, export_rows
@@ -30,8 +31,6 @@ __all__ = ["blueprint", "thumb_url", "prototype_url", "export_url", "artifact_ur
 
 blueprint = Blueprint("spray_routes", __name__)
 
-_CLASS_ID = re.compile(r"^c\d{4,6}$")
-_CLUSTERING = re.compile(r"^[a-z][a-z0-9_]{0,31}-k\d{1,4}$")
 _CACHE_SECONDS = 7 * 24 * 3600
 
 
@@ -52,7 +51,7 @@ def export_url(cid: str, fmt: str, token: str, clustering: str = "") -> str:
 
 
 def _class_or_404(cid: str) -> str:
-    if not _CLASS_ID.match(cid or "") or not data.store().has_class(cid):
+    if not is_class_id(cid) or not data.has_class(cid):
         abort(404)
     return cid
 
@@ -65,7 +64,7 @@ def _cached(payload: bytes, mimetype: str, etag: str) -> Response:
 
 
 def _class_version(cid: str) -> str:
-    summary = data.store().summary(cid)
+    summary = data.class_view(cid).summary
     return f"{summary.get('n')}-{summary.get('bytes')}"
 
 
@@ -100,6 +99,14 @@ def prototype(cid: str) -> Response:
     return _cached(payload, "image/webp", f"proto-{cid}-{_class_version(cid)}-{request.args.get('sel', '')}")
 
 
+def _is_clustering_name(text: str) -> bool:
+    try:
+        parse_clustering_name(text)
+    except StoreError:
+        return False
+    return True
+
+
 @blueprint.route("/export/<cid>.<fmt>")
 def export(cid: str, fmt: str) -> Response:
     _class_or_404(cid)
@@ -109,18 +116,18 @@ def export(cid: str, fmt: str) -> Response:
     clustering = request.args.get("clustering", "")
     labels = None
     if clustering:
-        if not _CLUSTERING.match(clustering) or clustering not in view.clustering_names:
+        if not _is_clustering_name(clustering) or clustering not in view.clustering_names:
             abort(404)
         labels = view.clustering_labels[view.clustering_names.index(clustering)]
     rows = export_rows(indices, class_name=view.name, paths=view.paths, label_names=data.label_names(),
                        top_classes=view.top_classes, top_probs=view.top_probs, true_rank=view.true_rank,
                        true_prob=view.true_prob, clustering=clustering or None, cluster_labels=labels)
     filename = f"{view.name}-selection-{len(rows)}.{fmt}"
+    run = data.run_name()  # never the run's path on the server
     if fmt == "csv":
-        body, mimetype = export_csv(rows), "text/csv"
+        body, mimetype = export_csv(rows, run=run), "text/csv"
     else:
-        body, mimetype = export_json(rows, run=str(data.store().root), class_id=cid, class_name=view.name), \
-            "application/json"
+        body, mimetype = export_json(rows, run=run, class_id=cid, class_name=view.name), "application/json"
     response = Response(body, mimetype=mimetype)
     safe_name = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
     response.headers["Content-Disposition"] = f'attachment; filename="{safe_name}"'
@@ -150,7 +157,7 @@ def artifact_png(artifact_id: str) -> Response:
     if not _RECORD_ID.match(artifact_id):
         abort(404)
     try:
-        payload = data.store().artifact_png(artifact_id)
+        payload = data.artifact_png(artifact_id)
     except (StoreError, OSError):
         abort(404)
     return _cached(payload, "image/png", f"artifact-{artifact_id}")
@@ -161,7 +168,7 @@ def experiment_file(exp_id: str, name: str) -> Response:
     if not _RECORD_ID.match(exp_id):
         abort(404)
     try:
-        payload = data.store().experiment_file(exp_id, name)
+        payload = data.experiment_file(exp_id, name)
     except (StoreError, OSError):
         abort(404)
     mimetype = "image/webp" if name.endswith(".webp") else "image/png"
@@ -178,12 +185,14 @@ def experiment_export(exp_id: str, fmt: str) -> Response:
         record = data.experiment(exp_id)
     except StoreError:
         abort(404)
+    run = data.run_name()  # never the run's path on the server
     if fmt == "json":
-        body, mimetype = json.dumps(record, indent=1), "application/json"
+        body, mimetype = json.dumps({"run": run, **record}, indent=1), "application/json"
     else:
-        rows = export_rows(record)
+        rows = [{**row, "run": run} for row in export_rows(record)]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["experiment"], lineterminator="\n")
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["experiment", "run"],
+                                lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         body, mimetype = buffer.getvalue(), "text/csv"

@@ -26,6 +26,7 @@ __all__ = [
     "parse_view_state",
     "view_query",
     "export_rows",
+    "EXPORT_COLUMNS",
     "export_csv",
     "export_json",
     "page_slice",
@@ -123,10 +124,13 @@ def _int(value: Any, low: int, high: int) -> Optional[int]:
 
 
 def parse_view_state(query: Mapping[str, Any], *, maps: Sequence[str], families: Mapping[str, Sequence[int]],
-                     q: int, n: int, default_family: str, default_k: int) -> ViewState:
+                     q: int, n: int, default_family: str, default_k: int,
+                     colors: Sequence[str] = ()) -> ViewState:
     """Read a view from URL query values, falling back to defaults for anything invalid.
 
-    Never raises: hostile or stale links give the default view instead of an error.
+    ``colors`` are the colourings besides the clustering ``families`` (the explorer
+    passes :func:`spray_dash.views.plain_colors`). Never raises: hostile or stale links
+    give the default view instead of an error.
     """
     state = ViewState(color=default_family, k=default_k)
     choices = list(maps) + ["spectral"]
@@ -141,7 +145,7 @@ def parse_view_state(query: Mapping[str, Any], *, maps: Sequence[str], families:
             state.dims = (x, y)
     state.dims = tuple(d for d in state.dims if d < q) if all(d < q for d in state.dims) else (0, min(1, q - 1))
     color = query.get("color")
-    if color in families or color in ("correct", "prob"):
+    if color in families or color in colors:
         state.color = str(color)
     if state.color in families:
         k = _int(query.get("k"), 2, 10_000)
@@ -208,18 +212,24 @@ def export_rows(indices: Sequence[int], *, class_name: str, paths: Sequence[str]
     return rows
 
 
-def export_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text of :func:`export_rows` output (top-5 joined by ``|``)."""
-    columns = ["index", "path", "class", "clustering", "cluster", "true_rank", "true_prob", "top1", "top1_prob", "top5"]
+EXPORT_COLUMNS = ["index", "path", "class", "clustering", "cluster", "true_rank", "true_prob", "top1", "top1_prob",
+                  "top5", "run"]
+
+
+def export_csv(rows: Sequence[Mapping[str, Any]], *, run: str) -> str:
+    """CSV text of :func:`export_rows` output (top-5 joined by ``|``).
+
+    ``run`` names the run in the last column: its name, never a path on the server.
+    """
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "top5": "|".join(row["top5"])})
+        writer.writerow({**row, "top5": "|".join(row["top5"]), "run": run})
     return buffer.getvalue()
 
 
 def export_json(rows: Sequence[Mapping[str, Any]], *, run: str, class_id: str, class_name: str) -> str:
-    """JSON text of a selection export."""
+    """JSON text of a selection export; ``run`` is the run's name, never a path on the server."""
     return json.dumps({"run": run, "class_id": class_id, "class": class_name, "count": len(rows),
                        "samples": list(rows)}, indent=1)

@@ -1,24 +1,45 @@
 """Pure helpers of the class explorer: what to draw for a class and a view state.
 
 Input is a :class:`spray_dash.data.ClassView` (stored arrays) and a
-:class:`spray_dash.selection.ViewState`; output is plain data for the page.
+:class:`spray_dash.selection.ViewState`; output is plain data for the page. The ways
+of colouring the map are one registry, :data:`COLOR_MODES`: a new colour mode is one
+registered :class:`ColorMode`, nothing else changes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from pathlib import PurePosixPath
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .figures import CORRECT_COLOR, WRONG_COLOR, cluster_color, point_colors
+from precompute.errors import StoreError
+from precompute.registry import Registry
+from precompute.store import clustering_name, parse_clustering_name
+
+from .figures import (
+    CORRECT_COLOR,
+    WRONG_COLOR,
+    cluster_color,
+    cluster_colors,
+    correctness_colors,
+    probability_colors,
+)
 from .routes import thumb_url
 from .selection import ViewState
 
 __all__ = [
     "FAMILY_LABELS",
+    "ColorMode",
+    "COLOR_MODES",
+    "color_modes",
+    "color_mode",
+    "plain_colors",
+    "current_clustering",
     "map_options",
     "color_options",
     "k_options",
+    "spectral_dimension_options",
     "coordinates",
     "coloring",
     "Group",
@@ -26,6 +47,9 @@ __all__ = [
     "GalleryItem",
     "gallery_items",
     "default_view",
+    "tau_text",
+    "default_k_note",
+    "hover_captions",
 ]
 
 MAP_LABELS = {"umap": "UMAP", "tsne": "t-SNE", "spectral": "Spectral dimensions"}
@@ -38,11 +62,18 @@ FAMILY_LABELS = {
 
 def default_view(view) -> Tuple[str, int]:
     """``(family, k)`` of the class's default clustering chosen by precompute."""
-    family, _, k = str(view.summary.get("default_clustering", "kmeans-k2")).rpartition("-k")
+    family, k = _parse_clustering(view.summary.get("default_clustering")) or ("", 0)
     if family not in view.families:
         family = next(iter(view.families))
-    k = int(k) if k.isdigit() and int(k) in view.families[family] else view.families[family][0]
-    return family, k
+    return family, k if k in view.families[family] else view.families[family][0]
+
+
+def _parse_clustering(name) -> Optional[Tuple[str, int]]:
+    """``(family, k)`` of a stored clustering name, or None if it is not one."""
+    try:
+        return parse_clustering_name(str(name or ""))
+    except StoreError:
+        return None
 
 
 def map_options(view) -> List[dict]:
@@ -53,11 +84,8 @@ def map_options(view) -> List[dict]:
 
 
 def color_options(view) -> List[dict]:
-    """Dropdown options of the colourings: stored clustering families, correctness, probability."""
-    options = [{"label": FAMILY_LABELS.get(name, name), "value": name} for name in view.families]
-    options += [{"label": "prediction correct?", "value": "correct"},
-                {"label": "p(true label)", "value": "prob"}]
-    return options
+    """Dropdown options of the colourings: every colour mode's choices, in the registry's order."""
+    return [option for mode in color_modes() for option in mode.choices(view)]
 
 
 def k_options(view, family: str) -> List[dict]:
@@ -79,17 +107,6 @@ def coordinates(view, state: ViewState) -> Tuple[np.ndarray, Tuple[str, str]]:
     return view.maps[state.map], (f"{label} 1", f"{label} 2")
 
 
-def coloring(view, state: ViewState):
-    """``(colors, colorbar)`` of the chosen colouring (see :func:`spray_dash.figures.point_colors`)."""
-    if state.color in view.families and state.k is not None:
-        labels = view.labels(state.color, state.k)
-        if labels is not None:
-            return point_colors("cluster", labels=labels)
-    if state.color == "prob":
-        return point_colors("prob", true_prob=view.true_prob)
-    return point_colors("correct", true_rank=view.true_rank)
-
-
 @dataclass
 class Group:
     """A quick-select group: a cluster, or correct/wrong predictions."""
@@ -100,26 +117,117 @@ class Group:
     indices: np.ndarray
 
 
+# ---------------------------------------------------------------------------------------------
+# colour modes: one registered entry per way of colouring the map
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ColorMode:
+    """One way of colouring the explorer's map.
+
+    Attributes
+    ----------
+    name : str
+        Registry key.
+    label : str
+        Dropdown label (a clustering mode labels each family with :data:`FAMILY_LABELS`).
+    order : int
+        Position among the dropdown's options.
+    paint : callable
+        ``paint(view, state) -> (colors, colorbar)``: one colour per point and, for a
+        continuous scale, its colour bar (the legend of continuous modes).
+    groups : callable
+        ``groups(view, state) -> list of Group``: the quick-select buttons, which are the
+        legend of categorical modes (swatch, label, count).
+    clustering : bool
+        True if the mode colours by a stored clustering: its choices are the class's
+        clustering families and the view has a k.
+    """
+
+    name: str
+    label: str
+    order: int
+    paint: Callable[..., Tuple[list, Optional[dict]]]
+    groups: Callable[..., List[Group]]
+    clustering: bool = False
+
+    def choices(self, view) -> List[dict]:
+        """Dropdown options this mode offers for ``view`` (value = the URL's ``color``)."""
+        if self.clustering:
+            return [{"label": FAMILY_LABELS.get(name, name), "value": name} for name in view.families]
+        return [{"label": self.label, "value": self.name}]
+
+
+COLOR_MODES: Registry = Registry("colour mode")
+
+
+def _register(mode: ColorMode) -> ColorMode:
+    return COLOR_MODES.register(mode.name)(mode)
+
+
+def color_modes() -> List[ColorMode]:
+    """Every registered colour mode, in dropdown order."""
+    return sorted((COLOR_MODES.get(name) for name in COLOR_MODES), key=lambda mode: mode.order)
+
+
+def color_mode(view, color: Optional[str]) -> Optional[ColorMode]:
+    """The mode that offers the colouring ``color`` for ``view`` (a family, or a mode's name), or None."""
+    return next((mode for mode in color_modes()
+                 if any(option["value"] == color for option in mode.choices(view))), None)
+
+
+def plain_colors() -> List[str]:
+    """The colourings that need no stored clustering (valid in every class's URL)."""
+    return [mode.name for mode in color_modes() if not mode.clustering]
+
+
+def _cluster_labels(view, state: ViewState) -> Optional[np.ndarray]:
+    return view.labels(state.color, state.k) if state.k is not None else None
+
+
+def _paint_clusters(view, state: ViewState):
+    labels = _cluster_labels(view, state)
+    return cluster_colors(labels) if labels is not None else correctness_colors(view.true_rank)
+
+
+def _cluster_groups(view, state: ViewState) -> List[Group]:
+    labels = _cluster_labels(view, state)
+    if labels is None:
+        return []
+    return [Group(int(c), f"cluster {c}", cluster_color(c), np.flatnonzero(labels == c))
+            for c in range(int(labels.max()) + 1)]
+
+
+def _correctness_groups(view, state: ViewState) -> List[Group]:
+    correct = view.true_rank == 1
+    return [Group(0, "correct", CORRECT_COLOR, np.flatnonzero(correct)),
+            Group(1, "wrong", WRONG_COLOR, np.flatnonzero(~correct))]
+
+
+_register(ColorMode("cluster", "clusters", 0, _paint_clusters, _cluster_groups, clustering=True))
+_register(ColorMode("correct", "prediction correct?", 1,
+                    lambda view, state: correctness_colors(view.true_rank), _correctness_groups))
+_register(ColorMode("prob", "p(true label)", 2,
+                    lambda view, state: probability_colors(view.true_prob), lambda view, state: []))
+
+
+def coloring(view, state: ViewState):
+    """``(colors, colorbar)`` of the chosen colouring; unknown colourings show correctness."""
+    mode = color_mode(view, state.color) or COLOR_MODES.get("correct")
+    return mode.paint(view, state)
+
+
 def groups(view, state: ViewState) -> List[Group]:
-    """Quick-select groups of the current colouring, largest first for clusters."""
-    if state.color in view.families and state.k is not None:
-        labels = view.labels(state.color, state.k)
-        if labels is None:
-            return []
-        return [Group(int(c), f"cluster {c}", cluster_color(c), np.flatnonzero(labels == c))
-                for c in range(int(labels.max()) + 1)]
-    if state.color == "correct":
-        correct = view.true_rank == 1
-        return [Group(0, "correct", CORRECT_COLOR, np.flatnonzero(correct)),
-                Group(1, "wrong", WRONG_COLOR, np.flatnonzero(~correct))]
-    return []
+    """Quick-select groups of the current colouring (clusters in label order, or correct/wrong)."""
+    mode = color_mode(view, state.color)
+    return mode.groups(view, state) if mode else []
 
 
-def current_clustering(state: ViewState) -> Optional[str]:
+def current_clustering(view, state: ViewState) -> Optional[str]:
     """Stored name of the clustering that colours the view, if any."""
-    if state.k is None or state.color in ("correct", "prob"):
+    mode = color_mode(view, state.color)
+    if mode is None or not mode.clustering or state.k is None:
         return None
-    return f"{state.color}-k{state.k}"
+    return clustering_name(state.color, state.k)
 
 
 @dataclass
@@ -153,3 +261,80 @@ def gallery_items(view, indices: Sequence[int], label_names: Sequence[str]) -> L
             path=str(view.paths[i]),
         ))
     return items
+
+
+def tau_text(tau: Optional[float], note: Optional[str] = None) -> Tuple[str, Optional[str]]:
+    """``(text, tooltip)`` of a class's tau: ``"2.091"``, or "too few samples" with the reason.
+
+    Parameters
+    ----------
+    tau : float or None
+        None for a class too small for a meaningful tau.
+    note : str, optional
+        The summary's ``tau_note`` (why there is no tau).
+    """
+    if tau is None:
+        return "too few samples", note or "too few samples for a meaningful τ"
+    return f"{float(tau):.3f}", None
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def default_k_note(eigengap_k: Optional[int], default_clustering: Optional[str],
+                   rule: str = "lead_eigengap") -> str:
+    """Why the default view shows the k it shows, in a sentence.
+
+    Precompute's ``lead_eigengap`` rule (``precompute.analysis.default_lead_eigengap``)
+    picks ``kmeans_lead`` at ``max(2, eigengap k)``, capped at the largest stored k, so a
+    spectrum whose eigengap suggests one group is still shown with two clusters.
+
+    Parameters
+    ----------
+    eigengap_k : int or None
+        Cluster count suggested by the largest relative eigengap.
+    default_clustering : str or None
+        Stored name of the default clustering, ``<family>-k<k>``.
+    rule : str
+        The run's default-clustering rule (``analysis.default_rule`` of the manifest).
+
+    Returns
+    -------
+    str
+        Empty if the default clustering is unknown.
+    """
+    parsed = _parse_clustering(default_clustering)
+    if parsed is None:
+        return ""
+    family, k = parsed
+    if rule != "lead_eigengap":
+        return f"default {default_clustering}: chosen by the run's {rule!r} rule"
+    if eigengap_k is None:
+        return f"default k = {k}"
+    suggested = _plural(int(eigengap_k), "group") if eigengap_k >= 1 else "no group"
+    if eigengap_k < 2:
+        text = (f"default k = {k}: the eigengap suggests {suggested} (no group stands out); "
+                f"at least {k} clusters are shown")
+    elif eigengap_k > k:
+        text = f"default k = {k}: the eigengap suggests {suggested}; {k} is the largest k stored"
+    else:
+        text = f"default k = {k}: the eigengap suggests {suggested}"
+    if family != "kmeans_lead":
+        text += f" ({FAMILY_LABELS.get(family, family)})"
+    return text
+
+
+def hover_captions(view, label_names: Sequence[str]) -> List[str]:
+    """One caption per sample for the map's hover preview: file name, top-1 prediction, p(true).
+
+    Two lines: the file name, then e.g. "predicted star (97%) · p(true) = 0.970". Sent
+    once with the page (a few tens of bytes a sample), so hovering needs no request.
+    """
+    captions = []
+    for i in range(view.n):
+        top1 = int(view.top_classes[i, 0])
+        name = label_names[top1] if top1 < len(label_names) else str(top1)
+        captions.append(f"{PurePosixPath(str(view.paths[i])).name}\npredicted {name} "
+                        f"({float(view.top_probs[i, 0]):.0%}) · p(true)\u00a0=\u00a0{float(view.true_prob[i]):.3f}")
+    return captions

@@ -1,16 +1,13 @@
 """The embedded demo: a procedural shapes dataset with planted Clever-Hans artifacts,
 a small VGG-style model trained on it, and a one-call builder of all demo assets."""
+from .artifacts import ARTIFACTS, Artifact, artifact_for_class, save_artifacts
 from .dataset import (
     ARTIFACT_FRACTION,
-    ARTIFACTS,
     CLASSES,
-    Artifact,
     DemoRecord,
-    artifact_for_class,
     generate_dataset,
     read_truth,
     render_sample,
-    save_artifacts,
     write_truth,
 )
 from .model import DemoVGG, build_demo_model

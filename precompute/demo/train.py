@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -24,11 +23,19 @@ import torch.nn.functional as F
 from ..data import load_rgb, scan_image_folder
 from ..errors import ConfigError, DataError
 from ..lab import paste_effect
-from .dataset import ARTIFACTS, CLASSES, generate_dataset, save_artifacts, write_truth, _progress
+from ..progress import progress_bar
+from ..store import ARTIFACTS_DIR, DEMO_REPORT, HOLDOUT_TRUTH, TRUTH, write_json_atomic
+from ..threads import limit_threads, pin_x86_kernels
+from .dataset import ARTIFACTS, CLASSES, generate_dataset, save_artifacts, write_truth
 from .model import build_demo_model
 
-__all__ = ["load_image_folder", "train_demo_model", "build_demo_assets"]
+__all__ = ["TRAIN_THREADS", "load_image_folder", "train_demo_model", "build_demo_assets"]
 
+TRAIN_THREADS = 2
+"""torch threads of the demo's training, the same on every machine: float sums split
+across threads in another order give another model after 15 epochs. Two use a 2-core
+machine; with ``OMP_WAIT_POLICY=PASSIVE`` (set by :mod:`precompute`) they cost a
+busy machine no more than one."""
 
 
 def load_image_folder(root) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
@@ -98,14 +105,14 @@ def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 
     device : str
         Torch device.
     progress : bool
-        Show a tqdm progress bar over epochs.
+        Show a tqdm progress bar over batches, with the epoch, the loss and the time left.
 
     Returns
     -------
     model : torch.nn.Module
         The trained model in eval mode, on ``device``.
     report : dict
-        ``holdout_accuracy``, ``train_accuracy``, ``train_seconds``, ``epochs``,
+        ``holdout_accuracy``, ``train_accuracy``, ``train_seconds``, ``train_threads``, ``epochs``,
         ``per_class_holdout_accuracy`` (class name -> accuracy), ``classes``.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -120,32 +127,9 @@ def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 
     if hold_classes != classes:
         raise DataError(f"{holdout_root}: class folders {hold_classes} differ from {classes}")
 
-    torch.manual_seed(seed)
-    order = torch.Generator().manual_seed(seed)
-    model = build_demo_model(num_classes).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps = epochs * ((len(x_train) + batch_size - 1) // batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.25)
-    bar = _progress(total=epochs, desc="train", enabled=progress)
-    try:
-        for _ in range(epochs):
-            model.train()
-            total, seen = 0.0, 0
-            for idx in torch.randperm(len(x_train), generator=order).split(batch_size):
-                if len(idx) < 2:  # BatchNorm needs two samples
-                    continue
-                inputs, targets = _to_float(x_train[idx], device), y_train[idx].to(device)
-                loss = F.cross_entropy(model(inputs), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                total += float(loss.detach()) * len(idx)
-                seen += len(idx)
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / max(seen, 1):.3f}")
-    finally:
-        bar.close()
+    with limit_threads(TRAIN_THREADS), _deterministic():
+        model = _fit(x_train, y_train, num_classes=num_classes, seed=seed, epochs=epochs, batch_size=batch_size,
+                     lr=lr, device=device, progress=progress)
     model.eval()
     train_pred = _predict(model, x_train, device).argmax(1)
     hold_pred = _predict(model, x_hold, device).argmax(1)
@@ -157,11 +141,59 @@ def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 
         "holdout_accuracy": float((hold_pred == y_hold).float().mean()),
         "train_accuracy": float((train_pred == y_train).float().mean()),
         "train_seconds": round(seconds, 2),
+        "train_threads": TRAIN_THREADS,
         "epochs": epochs,
         "per_class_holdout_accuracy": per_class,
         "classes": classes,
     }
     return model, report
+
+
+class _deterministic:
+    """``torch.use_deterministic_algorithms(True)`` for the body, then the previous setting."""
+
+    def __enter__(self):
+        self.previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        return self
+
+    def __exit__(self, *exc):
+        torch.use_deterministic_algorithms(self.previous)
+        return False
+
+
+def _fit(x_train: torch.Tensor, y_train: torch.Tensor, *, num_classes: int, seed: int, epochs: int,
+         batch_size: int, lr: float, device: str, progress: bool) -> torch.nn.Module:
+    """The training loop of :func:`train_demo_model`; returns the model in train mode."""
+    torch.manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)
+    model = build_demo_model(num_classes).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    batches_per_epoch = (len(x_train) + batch_size - 1) // batch_size
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * batches_per_epoch,
+                                                   pct_start=0.25)
+    # One step a batch, so the bar moves every second or so and tqdm's estimate of the time left holds.
+    bar = progress_bar(total=epochs * batches_per_epoch, desc="train", disable=not progress, leave=False, unit="batch")
+    try:
+        for epoch in range(epochs):
+            model.train()
+            total, seen = 0.0, 0
+            for idx in torch.randperm(len(x_train), generator=order).split(batch_size):
+                bar.update(1)
+                if len(idx) < 2:  # BatchNorm needs two samples
+                    continue
+                inputs, targets = _to_float(x_train[idx], device), y_train[idx].to(device)
+                loss = F.cross_entropy(model(inputs), targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                total += float(loss.detach()) * len(idx)
+                seen += len(idx)
+                bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} loss {total / max(seen, 1):.3f}", refresh=False)
+    finally:
+        bar.close()
+    return model
 
 
 def _paste_report(model: torch.nn.Module, holdout_root: Path, holdout_records, classes: List[str], *,
@@ -220,6 +252,7 @@ def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progres
         clean held-out images of the other classes, see :func:`precompute.lab.paste_effect`),
         ``model`` and ``input`` (preprocessing: RGB in [0, 1], no normalisation).
     """
+    pin_x86_kernels()  # before the first torch kernel of a fresh process: the same model on any x86 CPU
     out_dir = Path(out_dir)
     if holdout_per_class is None:
         holdout_per_class = max(20, n_per_class // 4)
@@ -228,9 +261,9 @@ def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progres
                                progress=progress)
     holdout = generate_dataset(out_dir / "holdout", seed=seed, n_per_class=holdout_per_class, stream="holdout",
                                progress=progress)
-    write_truth(records, out_dir / "truth.csv")
-    write_truth(holdout, out_dir / "holdout_truth.csv")
-    artifacts = save_artifacts(out_dir / "artifacts")
+    write_truth(records, out_dir / TRUTH)
+    write_truth(holdout, out_dir / HOLDOUT_TRUTH)
+    artifacts = save_artifacts(out_dir / ARTIFACTS_DIR)
     generate_seconds = time.perf_counter() - start
 
     model, train_report = train_demo_model(out_dir / "data", out_dir / "holdout", num_classes=len(CLASSES),
@@ -263,7 +296,5 @@ def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progres
                   "weights": "model/weights.pt"},
         "input": {"range": [0.0, 1.0], "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
     }
-    with open(out_dir / "demo_report.json", "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
-        fh.write("\n")
+    write_json_atomic(out_dir / DEMO_REPORT, report)
     return report

@@ -8,12 +8,12 @@ Everything is in model-input pixels, so the artifact can be pasted back where it
 from __future__ import annotations
 
 import io
-import warnings
+import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from ..errors import ConfigError, DataError
 from ..store import RunStore
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARTIFACT_LIMITS",
+    "MAX_PROPOSAL_AREA",
     "Artifact",
     "Proposal",
     "load_artifact_image",
@@ -32,11 +33,18 @@ __all__ = [
     "propose_artifact",
 ]
 
-#: Limits on uploaded artifact files, checked before anything is decoded.
+#: Limits on uploaded artifact files: the byte size is checked before Pillow reads the file,
+#: the pixels as soon as Pillow has read the header, before any pixel is decoded.
 ARTIFACT_LIMITS: Dict[str, int] = {"max_bytes": 5 * 1024 * 1024, "max_pixels": 4096 * 4096, "max_side": 4096}
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_JPEG_MAGIC = b"\xff\xd8\xff"
+#: Largest share of the image a proposed artifact may cover. A region covering more than
+#: half of the image is no artifact: pasting it would replace each target with another
+#: image, and the paste test would measure that image (a whole-image "proposal" found by
+#: shared pixels on a small run of look-alike images did exactly that).
+MAX_PROPOSAL_AREA = 0.5
+
+#: The formats an upload may have (Pillow's format names).
+UPLOAD_FORMATS = ("PNG", "JPEG")
 
 
 
@@ -88,8 +96,12 @@ class Artifact:
 def load_artifact_image(data: bytes, *, name: str = "upload", limits: Dict[str, int] = ARTIFACT_LIMITS) -> Artifact:
     """Validate and decode an uploaded PNG or JPEG into an RGBA artifact.
 
-    The type, byte size and pixel count are checked before any pixel is decoded,
-    and decompression bombs are refused. JPEGs become fully opaque.
+    The byte size is checked first. Pillow then recognises the format (only
+    :data:`UPLOAD_FORMATS`, ``Image.open(..., formats=...)``) and reads the header; the
+    pixel limits of ``limits`` are checked on the size it read, before any pixel is
+    decoded. Pillow's own decompression-bomb check (``Image.MAX_IMAGE_PIXELS``, left as
+    it is for the process) refuses huge images while it reads the header. JPEGs become
+    fully opaque.
 
     Raises
     ------
@@ -101,26 +113,52 @@ def load_artifact_image(data: bytes, *, name: str = "upload", limits: Dict[str, 
         raise DataError(f"{name}: the file is empty")
     if len(data) > limits["max_bytes"]:
         raise DataError(f"{name}: {len(data) / 1e6:.1f} MB is too large (limit {limits['max_bytes'] / 1e6:.0f} MB)")
-    if not (data.startswith(_PNG_MAGIC) or data.startswith(_JPEG_MAGIC)):
+    claimed = _claimed_format(data)
+    if claimed is None:
         raise DataError(f"{name}: not a PNG or JPEG image")
-    if data.startswith(_PNG_MAGIC) and len(data) >= 24 and data[12:16] == b"IHDR":
-        # the PNG header's own size, read before any library touches the file
-        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-        _check_dimensions(name, width, height, limits)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:  # reads the header only
-                _check_dimensions(name, *image.size, limits)
-                image.load()
-                rgba = np.array(image.convert("RGBA"), dtype=np.uint8)
+        with Image.open(io.BytesIO(data), formats=list(UPLOAD_FORMATS)) as image:  # reads the header only
+            _check_dimensions(name, *image.size, limits)
+            image.load()
+            rgba = np.array(image.convert("RGBA"), dtype=np.uint8)
     except DataError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"{name}: refused as a decompression bomb") from None
+    except Image.DecompressionBombError as error:
+        raise DataError(f"{name}: the image is too large, refused as a decompression bomb ({error})") from None
+    except UnidentifiedImageError:
+        # Pillow refuses a header it cannot use (e.g. a zero width) without saying why: say it
+        size = _png_header_size(data) if claimed == "PNG" else None
+        if size is not None:
+            _check_dimensions(name, *size, limits)
+        raise DataError(f"{name}: cannot decode the image (a damaged or truncated {claimed})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{name}: cannot decode the image ({error})") from None
     return Artifact(rgba=rgba, name=name, source="upload")
+
+
+def _claimed_format(data: bytes) -> Optional[str]:
+    """The format of :data:`UPLOAD_FORMATS` whose Pillow plugin recognises the file's signature, or None."""
+    Image.preinit()  # registers Pillow's PNG and JPEG plugins
+    for fmt in UPLOAD_FORMATS:
+        accept = Image.OPEN[fmt][1]
+        if accept is not None and accept(data[:16]):
+            return fmt
+    return None
+
+
+def _png_header_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) that a PNG's IHDR chunk claims, read by Pillow's chunk reader; None if unreadable."""
+    stream = PngImagePlugin.PngStream(io.BytesIO(data[8:]))  # after the signature
+    try:
+        cid, pos, length = stream.read()
+        if cid != b"IHDR":
+            return None
+        stream.call(cid, pos, length)
+        return tuple(int(v) for v in stream.im_size)
+    except (EOFError, OSError, SyntaxError, ValueError, KeyError, struct.error):
+        return None
+    finally:
+        stream.close()
 
 
 def _check_dimensions(name: str, width: int, height: int, limits: Dict[str, int]) -> None:
@@ -190,6 +228,8 @@ class Proposal:
         Relative threshold used.
     method : str
         ``shared pixels`` or ``relevance``: which signal defined the region.
+    coverage : float
+        Share of the image that ``mask`` covers (at most ``max_area``).
     """
 
     artifact: Artifact
@@ -199,6 +239,7 @@ class Proposal:
     relevance_share: float
     threshold: float
     method: str = "relevance"
+    coverage: float = 0.0
 
 
 def _shared_pixels(images: np.ndarray, tolerance: int, agreement: float) -> np.ndarray:
@@ -215,7 +256,8 @@ def _shared_pixels(images: np.ndarray, tolerance: int, agreement: float) -> np.n
 
 def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, threshold: float = 0.3,
                      dilate: int = 1, shared: bool = True, tolerance: int = 24, agreement: float = 0.8,
-                     min_shared_relevance: float = 0.3, max_images: int = 256, seed: int = 0) -> Proposal:
+                     min_shared_relevance: float = 0.3, max_images: int = 256, seed: int = 0,
+                     max_area: float = MAX_PROPOSAL_AREA) -> Proposal:
     """Propose the artifact shared by a selection of class ``cid``.
 
     Two signals are combined.
@@ -226,8 +268,10 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
       while objects and backgrounds vary.
 
     If the shared pixels hold at least ``min_shared_relevance`` of the mean positive
-    relevance, they are the proposal: the whole artifact, including the parts the model
-    ignores. Otherwise the proposal is the thresholded relevance region.
+    relevance and cover at most ``max_area`` of the image, they are the proposal: the
+    whole artifact, including the parts the model ignores. Otherwise the proposal is the
+    thresholded relevance region. A region covering more than ``max_area`` of the image
+    is refused: it is no artifact (images that look alike share most of their pixels).
 
     Parameters
     ----------
@@ -250,6 +294,9 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
     max_images : int
         At most this many selected images are read for the shared-pixel test (seeded subset).
     seed : int
+    max_area : float in (0, 1]
+        Largest share of the image a proposal may cover (default
+        :data:`MAX_PROPOSAL_AREA`, half of the image).
 
     Returns
     -------
@@ -258,8 +305,8 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
     Raises
     ------
     ConfigError
-        If the selection is empty, the threshold out of range, or the mean heatmap has no
-        positive relevance.
+        If the selection is empty, the threshold out of range, the mean heatmap has no
+        positive relevance, or the region found covers more than ``max_area`` of the image.
     """
     from scipy import ndimage
 
@@ -268,6 +315,8 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
         raise ConfigError("the selection is empty")
     if not 0.0 < threshold < 1.0:
         raise ConfigError(f"threshold must be in (0, 1), got {threshold}")
+    if not 0.0 < max_area <= 1.0:
+        raise ConfigError(f"max_area must be in (0, 1], got {max_area}")
     heatmaps = store.heatmaps(cid)
     if indices.min() < 0 or indices.max() >= len(heatmaps):
         raise ConfigError(f"class {cid} has no sample {int(indices.max())}")
@@ -287,7 +336,8 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
             common = ndimage.binary_opening(_shared_pixels(images, tolerance, agreement), structure=np.ones((2, 2)))
             # relevance sits on the artifact's edges, often just outside its pixels
             near = ndimage.binary_dilation(common, iterations=2)
-            if common.any() and (positive * near).sum() >= min_shared_relevance * positive.sum():
+            if (common.any() and common.mean() <= max_area
+                    and (positive * near).sum() >= min_shared_relevance * positive.sum()):
                 mask, method = common, "shared pixels"
     if mask is None:
         smooth = ndimage.uniform_filter(positive, size=max(1, round(min(height, width) / 32)) * 2 + 1)
@@ -300,6 +350,12 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
             mask = np.isin(labels, np.flatnonzero(mass >= 0.05 * mass.max()) + 1)
         if dilate > 0:
             mask = ndimage.binary_dilation(mask, iterations=int(dilate))
+    coverage = float(mask.mean())
+    if coverage > max_area:
+        raise ConfigError(
+            f"no artifact proposed: the region where this selection's relevance lies covers {coverage:.0%} of the "
+            f"{width}×{height} image (the limit is {max_area:.0%}); pasting it would replace each target. "
+            "Select a tighter group, raise the relevance threshold, or draw a box on a sample instead.")
     ys, xs = np.nonzero(mask)
     x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
     # The representative sample: the one whose own relevance lies most inside the region.
@@ -313,4 +369,4 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
     artifact = Artifact(rgba=rgba, name=f"{name}-proposal", origin=name, position=(x0, y0), source="proposal")
     relevance_share = float((positive * mask).sum() / positive.sum())
     return Proposal(artifact=artifact, mask=mask, box=(x0, y0, x1, y1), source_index=source,
-                    relevance_share=relevance_share, threshold=float(threshold), method=method)
+                    relevance_share=relevance_share, threshold=float(threshold), method=method, coverage=coverage)

@@ -13,25 +13,33 @@ Sign conventions, as in the paper's tables:
 - ``delta_prob = prob_after - prob_before``.
 
 Both functions return ``(record, files)`` for
-:meth:`precompute.store.ExperimentWriter.save_experiment`.
+:meth:`precompute.store.ExperimentWriter.save_experiment`; the record's rows, summary and
+examples are built by :mod:`precompute.lab.records`.
 """
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..store import RunStore, datetime_now, new_record_id
-from ..thumbs import heatmap_thumbnail, image_thumbnail
+from ..store import RunStore
 from .artifacts import Artifact, rgba_to_png
+from .records import (
+    EXPORT_COLUMNS,
+    Cancelled,
+    add_examples,
+    arm_rows,
+    arms_summary,
+    check_cancel,
+    experiment_record,
+    export_rows,
+)
 
 if TYPE_CHECKING:  # torch (about 500 MB) is imported when an experiment runs, not with the app
-    import torch
-
     from .session import ModelSession
 
 __all__ = [
@@ -44,14 +52,12 @@ __all__ = [
     "run_paste_experiment",
     "run_removal_experiment",
     "export_rows",
+    "EXPORT_COLUMNS",
 ]
 
 CORNERS = ("tl", "tr", "bl", "br")
 Progress = Callable[[int, int], None]
 
-
-class Cancelled(Exception):
-    """The experiment was cancelled before it finished."""
 
 
 @dataclass(frozen=True)
@@ -230,96 +236,6 @@ def sample_targets(store: RunStore, origin_id: str, n: int, seed: int,
     return [(available[c], int(p - starts[c])) for c, p in zip(which, picks)]
 
 
-def _rank(probs: torch.Tensor, cls: int) -> np.ndarray:
-    """1-based rank of class ``cls`` per row (ties in its favour)."""
-    return (probs > probs[:, cls:cls + 1]).sum(dim=1).add(1).numpy()
-
-
-def _arm_rows(session: ModelSession, arms: Sequence[torch.Tensor], cls: int,
-              label_names: Sequence[str]) -> List[Dict[str, object]]:
-    """Per sample, the class ``cls``'s probability, rank and the top-1 under each arm.
-
-    ``arms`` are the (B, 3, H, W) batches before, after and under the control.
-    """
-    before, after, control = (session.predict_proba(x) for x in arms)
-    ranks = [_rank(p, cls) for p in (before, after, control)]
-    return [{
-        "prob_before": float(before[j, cls]), "prob_after": float(after[j, cls]),
-        "prob_control": float(control[j, cls]),
-        "rank_before": int(ranks[0][j]), "rank_after": int(ranks[1][j]), "rank_control": int(ranks[2][j]),
-        "top1_before": label_names[int(before[j].argmax())], "top1_after": label_names[int(after[j].argmax())],
-        "top1_control": label_names[int(control[j].argmax())],
-    } for j in range(len(before))]
-
-
-def _arm_summary(before_p, after_p, before_r, after_r, after_top1, cls) -> Dict[str, float]:
-    delta_prob = after_p - before_p
-    delta_rank = (before_r - after_r).astype(np.float64)
-    return {"mean_delta_rank": float(delta_rank.mean()), "mean_delta_prob": float(delta_prob.mean()),
-            "flip_rate": float(np.mean(after_top1 == cls)), "median_delta_prob": float(np.median(delta_prob))}
-
-
-def _arms_summary(rows: List[Dict[str, object]], cls: int, label_names: Sequence[str]) -> Dict[str, object]:
-    """``n``, the artifact arm's figures and the ``control``'s, from the per-sample rows."""
-    arrays = {key: np.array([row[key] for row in rows]) for key in rows[0]}
-    top1 = {key: np.array([label_names.index(v) for v in arrays[key]]) for key in ("top1_after", "top1_control")}
-    return {
-        "n": len(rows),
-        **_arm_summary(arrays["prob_before"], arrays["prob_after"], arrays["rank_before"], arrays["rank_after"],
-                       top1["top1_after"], cls),
-        "control": _arm_summary(arrays["prob_before"], arrays["prob_control"], arrays["rank_before"],
-                                arrays["rank_control"], top1["top1_control"], cls),
-    }
-
-
-def _record(kind: str, spec, origin: Dict[str, object], artifact: Artifact, summary: Dict[str, object],
-            rows: List[Dict[str, object]], examples: List[Dict[str, object]], session: ModelSession,
-            started: float) -> Dict[str, object]:
-    """The saved experiment record (see docs/store.md, experiments)."""
-    return {
-        "id": new_record_id(kind), "kind": kind, "created": datetime_now(), "status": "done",
-        "origin": origin, "artifact": artifact.meta(),
-        "params": {**asdict(spec), "placement": asdict(spec.placement)},
-        "summary": summary, "rows": rows, "examples": examples,
-        "device": session.device, "seconds": time.perf_counter() - started,
-    }
-
-
-def _check_cancel(cancel: Optional[threading.Event]) -> None:
-    if cancel is not None and cancel.is_set():
-        raise Cancelled()
-
-
-def _example_files(session: ModelSession, before: torch.Tensor, after: torch.Tensor, cls: int,
-                   prefix: str, start: int) -> Dict[str, bytes]:
-    """Figure-7 thumbnails: before/after images and their heatmaps w.r.t. class ``cls``."""
-    from .session import to_uint8
-
-    files = {}
-    targets = [cls] * len(before)
-    maps_before = session.heatmaps(before, targets)
-    maps_after = session.heatmaps(after, targets)
-    for j, (b, a) in enumerate(zip(to_uint8(before), to_uint8(after))):
-        k = start + j
-        files[f"{prefix}{k}-before.webp"] = image_thumbnail(b, 256)
-        files[f"{prefix}{k}-after.webp"] = image_thumbnail(a, 256)
-        files[f"{prefix}{k}-before-heat.webp"] = heatmap_thumbnail(maps_before[j], 256)
-        files[f"{prefix}{k}-after-heat.webp"] = heatmap_thumbnail(maps_after[j], 256)
-    return files
-
-
-def _add_examples(session: ModelSession, before: torch.Tensor, after: torch.Tensor, chunk_rows, cls: int,
-                  wanted: int, examples: List[Dict[str, object]], files: Dict[str, bytes]) -> None:
-    """Add Figure-7 examples from this chunk (its rows ``chunk_rows``) until there are ``wanted``."""
-    take = min(wanted - len(examples), len(before))
-    if take <= 0:
-        return
-    files.update(_example_files(session, before[:take], after[:take], cls, "ex", len(examples)))
-    examples += [{"k": len(examples) + j, "class": row["class"], "index": row["index"],
-                  "prob_before": row["prob_before"], "prob_after": row["prob_after"]}
-                 for j, row in enumerate(chunk_rows[:take])]
-
-
 def run_paste_experiment(store: RunStore, session: ModelSession, artifact: Artifact, spec: PasteSpec, *,
                          progress: Optional[Progress] = None, cancel: Optional[threading.Event] = None):
     """Paste ``artifact`` onto random samples of other classes (Table 3, Figure 7).
@@ -359,7 +275,7 @@ def run_paste_experiment(store: RunStore, session: ModelSession, artifact: Artif
     batch = session.batch_size
     positions: List[Tuple[int, int]] = []
     for start in range(0, len(targets), batch):
-        _check_cancel(cancel)
+        check_cancel(cancel)
         chunk = targets[start:start + batch]
         images = to_tensor(model_inputs(store, [paths[cid][index] for cid, index in chunk]))
         if not positions:
@@ -368,17 +284,17 @@ def run_paste_experiment(store: RunStore, session: ModelSession, artifact: Artif
         where = positions[start:start + len(chunk)]
         pasted = paste(images, patch, where, opacity=spec.placement.opacity, scale=spec.placement.scale)
         controlled = paste(images, control, where, opacity=spec.placement.opacity, scale=spec.placement.scale)
-        arms = _arm_rows(session, (images, pasted, controlled), cls, label_names)
+        arms = arm_rows(session, (images, pasted, controlled), cls, label_names)
         for j, (cid, index) in enumerate(chunk):
             rows.append({
                 "class_id": cid, "class": store.class_info(cid)["name"], "index": index,
                 "path": str(paths[cid][index]), "x": where[j][0], "y": where[j][1], **arms[j],
             })
-        _add_examples(session, images, pasted, rows[start:], cls, spec.examples, examples, files)
+        add_examples(session, images, pasted, rows[start:], cls, spec.examples, examples, files)
         if progress:
             progress(min(len(targets), start + len(chunk)), len(targets))
-    summary = {"origin": origin["name"], **_arms_summary(rows, cls, label_names)}
-    return _record("paste", spec, {"id": spec.origin_id, "name": origin["name"], "label": cls}, artifact, summary,
+    summary = {"origin": origin["name"], **arms_summary(rows, cls, label_names)}
+    return experiment_record("paste", spec, {"id": spec.origin_id, "name": origin["name"], "label": cls}, artifact, summary,
                    rows, examples, session, started), files
 
 
@@ -453,7 +369,7 @@ def run_removal_experiment(store: RunStore, session: ModelSession, artifact: Art
     examples: List[Dict[str, object]] = []
     mask = control_mask = None
     for start in range(0, len(indices), session.batch_size):
-        _check_cancel(cancel)
+        check_cancel(cancel)
         chunk = indices[start:start + session.batch_size]
         raw = model_inputs(store, [paths[i] for i in chunk])
         height, width = raw.shape[1:3]
@@ -466,23 +382,13 @@ def run_removal_experiment(store: RunStore, session: ModelSession, artifact: Art
         images = to_tensor(raw)
         removed = to_tensor(_inpaint(raw, mask, spec.radius))
         control = to_tensor(_inpaint(raw, control_mask, spec.radius))
-        arms = _arm_rows(session, (images, removed, control), cls, label_names)
+        arms = arm_rows(session, (images, removed, control), cls, label_names)
         for j, index in enumerate(chunk):
             rows.append({"class_id": spec.class_id, "class": info["name"], "index": index, "path": str(paths[index]),
                          **arms[j]})
-        _add_examples(session, images, removed, rows[start:], cls, spec.examples, examples, files)
+        add_examples(session, images, removed, rows[start:], cls, spec.examples, examples, files)
         if progress:
             progress(min(len(indices), start + len(chunk)), len(indices))
-    summary = {"class": info["name"], **_arms_summary(rows, cls, label_names), "mask_pixels": int(mask.sum())}
-    return _record("removal", spec, {"id": spec.class_id, "name": info["name"], "label": cls}, artifact, summary,
+    summary = {"class": info["name"], **arms_summary(rows, cls, label_names), "mask_pixels": int(mask.sum())}
+    return experiment_record("removal", spec, {"id": spec.class_id, "name": info["name"], "label": cls}, artifact, summary,
                    rows, examples, session, started), files
-
-
-EXPORT_COLUMNS = ("class_id", "class", "index", "path", "x", "y", "prob_before", "prob_after", "prob_control",
-                  "rank_before", "rank_after", "rank_control", "top1_before", "top1_after", "top1_control")
-
-
-def export_rows(record: Dict[str, object]) -> List[Dict[str, object]]:
-    """Per-sample rows of an experiment record, with the record's id and kind, for CSV export."""
-    return [{"experiment": record["id"], "kind": record["kind"], **{c: row.get(c, "") for c in EXPORT_COLUMNS}}
-            for row in record.get("rows", [])]

@@ -1,7 +1,7 @@
 """The run's model, rebuilt from the store's manifest, for live experiments.
 
 A :class:`ModelSession` uses precompute's own code: :func:`precompute.models.load_model`,
-:func:`precompute.models.canonizers_for` and :class:`precompute.attribute.Attributor`. Its
+:func:`precompute.models.canonizers_for` and :class:`precompute.lrp.Attributor`. Its
 heatmaps are therefore the run's heatmaps, and its predictions the run's predictions. Model
 calls are serialised with a lock, so concurrent experiments (two users of the app) never
 share hook state.
@@ -36,7 +36,7 @@ def model_inputs(store: RunStore, paths: Sequence[str]) -> np.ndarray:
     ndarray of uint8, shape (B, S, S, 3)
         ``S`` is the manifest's ``model.image_size`` (or the images' own size).
     """
-    size = store.manifest["model"].get("image_size")
+    size = store.manifest_record().model.image_size
     root = store.data_root()
     images = []
     for rel in paths:
@@ -81,26 +81,29 @@ class ModelSession:
     _cache_lock = threading.Lock()
 
     def __init__(self, store: RunStore, *, device: str = "auto", batch_size: int = 64, verify_weights: bool = True):
-        from ..attribute import Attributor
-        from ..engine import file_sha256
+        from ..lrp import Attributor
         from ..models import canonizers_for, load_model
+        from ..pipeline import file_sha256
 
-        info = store.manifest["model"]
+        info = store.manifest_record().model
         weights: Optional[Path] = None
-        if info.get("weights"):
-            weights = Path(info["weights"])
+        if info.weights:
+            weights = Path(info.weights)
             weights = weights if weights.is_absolute() else store.root / weights
             if not weights.is_file():
                 raise ModelError(f"{weights}: the weights this run was made with are missing; restore them to use the lab")
-            if verify_weights and info.get("weights_sha256") and file_sha256(weights) != info["weights_sha256"]:
+            if verify_weights and info.weights_sha256 and file_sha256(weights) != info.weights_sha256:
                 raise ModelError(f"{weights}: the weights changed since the run was made (SHA-256 differs)")
         self.store = store
-        self.num_classes = int(info["num_classes"])
-        self.image_size = info.get("image_size")
-        self.model = load_model(info["spec"], weights, self.num_classes)
-        self._attributor = Attributor(self.model, composite=info.get("composite", "epsilon_plus_flat"),
-                                      canonizers=canonizers_for(self.model, info["spec"]),
-                                      normalization=info.get("normalization", "none"), device=device,
+        if info.num_classes is None:
+            raise ModelError(f"{store.root}: the manifest does not say how many classes the model has")
+        self.num_classes = int(info.num_classes)
+        self.image_size = info.image_size
+        self.model = load_model(info.spec, weights, self.num_classes)
+        # the defaults of a manifest without composite or normalisation are RunConfig's (store.records)
+        self._attributor = Attributor(self.model, composite=info.composite,
+                                      canonizers=canonizers_for(self.model, info.spec),
+                                      normalization=info.normalization, device=device,
                                       batch_size=batch_size)
         self._attributor.__enter__()
         self.device = str(self._attributor.device_)

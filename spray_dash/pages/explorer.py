@@ -3,12 +3,13 @@
 The URL holds the view (``?map=&dims=&color=&k=&cluster=|sel=&page=``): the layout
 restores it, and every change is written back with ``history.replaceState``.
 Callbacks only unpack inputs and call pure functions (:mod:`spray_dash.views`,
-:mod:`spray_dash.figures`, :mod:`spray_dash.selection`).
+:mod:`spray_dash.figures`, :mod:`spray_dash.selection`, and the component builders of
+:mod:`spray_dash.explorer_components`); data comes from :mod:`spray_dash.data`.
 """
 from __future__ import annotations
 
 from typing import Optional
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 import dash
 import numpy as np
@@ -17,13 +18,17 @@ from dash import ALL, Input, Output, Patch, State, callback, clientside_callback
 from precompute.errors import SprayError
 
 from .. import data, figures, ids, views
-from ..lab_actions import save_box, save_proposal
+from .. import explorer_components as parts
 from ..routes import export_url, prototype_url
 from ..selection import ViewState, decode_mask, encode_mask, indices_from_selected_data, page_slice, \
     parse_view_state, view_query
 
 
 PER_PAGE = 48
+OVERLAY_OPACITY = 0.85
+"""Default heatmap opacity of the gallery's overlay mode. The image underneath is shown
+dimmed in greys (assets/style.css), so the heatmap's reds and blues stay readable; see
+docs/ui.md."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -32,7 +37,8 @@ PER_PAGE = 48
 def _state_from_store(view, stored: Optional[dict]) -> ViewState:
     family, k = views.default_view(view)
     return parse_view_state(stored or {}, maps=list(view.maps), families=view.families,
-                            q=view.spectral.shape[1], n=view.n, default_family=family, default_k=k)
+                            q=view.spectral.shape[1], n=view.n, default_family=family, default_k=k,
+                            colors=views.plain_colors())
 
 
 def _initial_selection(view, state: ViewState) -> dict:
@@ -47,47 +53,11 @@ def _initial_selection(view, state: ViewState) -> dict:
     return {"token": None, "count": 0, "cluster": None}
 
 
-def _not_found(name: str):
-    return html.Div(className="empty-state", children=[
-        html.H2("Unknown class"),
-        html.P(f"“{name}” is not a finished class of this run."),
-        dcc.Link("Back to the leaderboard", href="/"),
-    ])
-
-
-def _header(view, rank_row: Optional[dict], neighbours: tuple):
-    summary = view.summary
-    prev_row, next_row = neighbours
-    facts = [
-        ("τ", f"{summary.get('tau', 0):.3f}"),
-        ("rank", f"{rank_row['rank']} / {len(data.leaderboard())}" if rank_row else "–"),
-        ("samples", str(view.n)),
-        ("accuracy", f"{summary.get('accuracy', 0):.1%}"),
-        ("eigengap k", str(summary.get("eigengap_k"))),
-        ("default", str(summary.get("default_clustering"))),
-    ]
-    return html.Div(className="class-head", children=[
-        html.Div(className="class-title", children=[
-            dcc.Link("← leaderboard", href="/", className="back-link"),
-            html.H1(view.name),
-        ]),
-        html.Div(className="facts", children=[
-            html.Div(className="fact", children=[html.Span(label), html.B(value)]) for label, value in facts
-        ]),
-        html.Div(className="class-nav", children=[
-            dcc.Link(f"‹ {prev_row['name']}", href=f"/class/{quote(prev_row['name'])}", className="nav-prev",
-                     title="higher τ") if prev_row else html.Span(),
-            dcc.Link(f"{next_row['name']} ›", href=f"/class/{quote(next_row['name'])}", className="nav-next",
-                     title="lower τ") if next_row else html.Span(),
-        ]),
-    ])
-
-
 def layout(name: Optional[str] = None, **query):
     name = unquote(name or "")
     cid = data.class_id_for_name(name)
     if cid is None:
-        return _not_found(name)
+        return parts.unknown_class(name)
     view = data.class_view(cid)
     state = _state_from_store(view, query)
     selection = _initial_selection(view, state)
@@ -98,6 +68,9 @@ def layout(name: Optional[str] = None, **query):
                   rows[position + 1] if position is not None and position + 1 < len(rows) else None)
     spectral_style = {} if state.map == "spectral" else {"display": "none"}
     dims = views.spectral_dimension_options(view)
+    eigengap_k = view.summary.get("eigengap_k")
+    default_note = views.default_k_note(eigengap_k, view.summary.get("default_clustering"),
+                                        data.run_info().get("default_rule", "lead_eigengap"))
     return html.Div(className="explorer-page", children=[
         dcc.Store(id=ids.CLASS_ID, data=cid),
         dcc.Store(id=ids.VIEW_STATE, data=None),
@@ -106,8 +79,9 @@ def layout(name: Optional[str] = None, **query):
         dcc.Store(id=ids.URL_SYNC, data=None),
         dcc.Store(id=ids.URL_SYNC_DONE, data=None),
         dcc.Store(id=ids.FOCUS, data=None),
+        dcc.Store(id=ids.HOVER_CAPTIONS, data=views.hover_captions(view, data.label_names())),
         dcc.Location(id=ids.NAVIGATE_LAB, refresh="callback-nav"),
-        _header(view, rank_row, neighbours),
+        parts.header(view, rank_row, neighbours, default_note, sum(row["rank"] is not None for row in rows)),
         html.Div(className="controls", children=[
             html.Label(["view", dcc.Dropdown(id=ids.MAP_SELECT, options=views.map_options(view), value=state.map,
                                              clearable=False, searchable=False)]),
@@ -134,72 +108,14 @@ def layout(name: Optional[str] = None, **query):
                         html.Img(id="tooltip-image", className="tooltip-img"),
                         html.Img(id="tooltip-heatmap", className="tooltip-img"),
                     ]),
-                    html.Div(id="tooltip-caption", className="tooltip-caption"),
+                    html.Div(id=ids.TOOLTIP_CAPTION, className="tooltip-caption"),
                 ]),
             ]),
-            html.Div(className="side", children=[
-                html.Div(className="panel", children=[
-                    html.H3("Eigenvalue spectrum"),
-                    dcc.Graph(id=ids.SPECTRUM, config={"displayModeBar": False},
-                              figure=figures.spectrum_figure(view.eigenvalues, int(view.summary.get("eigengap_k", 1)))),
-                ]),
-                html.Div(className="panel", children=[
-                    html.Div(className="panel-head", children=[
-                        html.H3("Groups"),
-                        html.Button("clear selection", id=ids.CLEAR_SELECTION, className="link-button", n_clicks=0),
-                    ]),
-                    html.Div(id=ids.CLUSTER_BUTTONS, className="cluster-buttons"),
-                ]),
-                html.Div(className="panel selection-panel", children=[
-                    html.H3("Selection"),
-                    html.Div(id=ids.SELECTION_SUMMARY, className="selection-summary"),
-                    html.Div(className="prototype-row", children=[
-                        html.Div(id=ids.PROTOTYPE, className="prototype"),
-                        html.Div(className="selection-actions", children=[
-                            html.Div(id=ids.EXPORT, className="export"),
-                            html.Button("Propose artifact → lab", id=ids.PROPOSE, className="button accent",
-                                        n_clicks=0, disabled=not selection.get("token"),
-                                        title="cut the region this selection's heatmaps share out of a sample, "
-                                              "and test it in the artifact lab"),
-                        ]),
-                    ]),
-                ]),
-                html.Div(className="panel inspector-panel", children=[
-                    html.H3("Sample"),
-                    html.Div(id=ids.INSPECTOR, className="inspector", children=html.Span(
-                        className="hint", children="Click a gallery tile to see it here; draw a box on it to cut "
-                                                   "that region out as an artifact.")),
-                    dcc.Graph(id=ids.INSPECTOR_GRAPH, style={"display": "none"},
-                              config={"displayModeBar": False, "modeBarButtonsToAdd": ["drawrect", "eraseshape"]}),
-                    html.Div(className="inspector-actions", children=[
-                        html.Button("Cut box → lab", id=ids.INSPECTOR_CUT, className="button secondary", n_clicks=0,
-                                    disabled=True),
-                        html.Span(id=ids.INSPECTOR_MESSAGE, className="message"),
-                    ]),
-                ]),
-            ]),
+            html.Div(className="side", children=parts.side_panels(
+                figures.spectrum_figure(view.eigenvalues, int(eigengap_k or 0)), default_note,
+                bool(selection.get("token")))),
         ]),
-        html.Div(className="panel gallery-panel", children=[
-            html.Div(className="gallery-toolbar", children=[
-                html.H3("Samples"),
-                dcc.RadioItems(id=ids.GALLERY_MODE, className="segmented", value="side", inline=True,
-                               options=[{"label": "side by side", "value": "side"},
-                                        {"label": "overlay", "value": "overlay"},
-                                        {"label": "images", "value": "image"},
-                                        {"label": "heatmaps", "value": "heatmap"}]),
-                html.Div(className="opacity", children=[
-                    html.Span("heatmap opacity"),
-                    dcc.Slider(id=ids.GALLERY_OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None,
-                               tooltip={"placement": "bottom"}),
-                ]),
-                html.Div(className="pager", children=[
-                    html.Button("‹", id=ids.GALLERY_PREV, className="pager-button", n_clicks=0),
-                    html.Span(id=ids.GALLERY_PAGER),
-                    html.Button("›", id=ids.GALLERY_NEXT, className="pager-button", n_clicks=0),
-                ]),
-            ]),
-            html.Div(id=ids.GALLERY, className="gallery mode-side"),
-        ]),
+        parts.gallery_panel(OVERLAY_OPACITY),
     ])
 
 
@@ -242,17 +158,7 @@ def render_embedding(map_name, dim_x, dim_y, color, k, cid, selection):
 
 
 def _group_buttons(view, state: ViewState, selection: Optional[dict]):
-    active = selection.get("cluster") if selection else None
-    buttons = []
-    for group in views.groups(view, state):
-        buttons.append(html.Button(
-            id={"type": ids.CLUSTER_BUTTON, "index": group.key}, n_clicks=0,
-            className="cluster-button" + (" active" if active == group.key else ""),
-            title=f"select {group.label}",
-            children=[html.Span(className="swatch", style={"background": group.color}),
-                      html.Span(group.label), html.B(f"{len(group.indices)}")],
-        ))
-    return buttons or html.Span(className="hint", children="No groups for this colouring.")
+    return parts.group_buttons(views.groups(view, state), selection.get("cluster") if selection else None)
 
 
 @callback(
@@ -330,32 +236,14 @@ def render_gallery(selection, page, stored_view, cid):
     token = selection.get("token") if selection else None
     indices = decode_mask(token, view.n) if token else None
     if indices is None or len(indices) == 0:
-        hint = html.Div(className="empty-gallery", children=[
-            html.B("Nothing selected yet."),
-            html.Span(" Lasso a group of points in the map, or pick a group on the right."),
-        ])
-        return hint, "", True, True, html.Div(className="prototype-empty", children="prototype"), \
-            html.Span(id=ids.EXPORT_CSV, className="hint", children="export needs a selection"), ""
+        return parts.empty_gallery(), "", True, True, parts.empty_prototype(), parts.no_export(), ""
     start, stop, page, pages = page_slice(len(indices), page or 0, PER_PAGE)
-    items = views.gallery_items(view, indices[start:stop], data.label_names())
-    tiles = [_tile(item, view.label) for item in items]
-    state = _state_from_store(view, stored_view)
-    clustering = views.current_clustering(state) or ""
-    correct = int(np.sum(view.true_rank[indices] == 1))
-    summary = [html.B(f"{len(indices)}"), f" of {view.n} samples",
-               html.Span(className="muted", children=f" · {correct / len(indices):.0%} predicted correctly")]
-    prototype = html.Figure(children=[
-        html.Img(src=prototype_url(cid, token), alt="mean heatmap of the selection", className="prototype-img"),
-        html.Figcaption("mean heatmap (prototype)"),
-    ])
-    export = [
-        html.A("⇩ CSV", id=ids.EXPORT_CSV, href=export_url(cid, "csv", token, clustering), download="",
-               className="button"),
-        html.A("⇩ JSON", id=ids.EXPORT_JSON, href=export_url(cid, "json", token, clustering), download="",
-               className="button"),
-    ]
+    tiles = [parts.gallery_tile(item) for item in views.gallery_items(view, indices[start:stop], data.label_names())]
+    clustering = views.current_clustering(view, _state_from_store(view, stored_view)) or ""
+    summary = parts.selection_summary(len(indices), view.n, int(np.sum(view.true_rank[indices] == 1)))
+    export = parts.export_links(export_url(cid, "csv", token, clustering), export_url(cid, "json", token, clustering))
     return tiles, f"{start + 1}–{stop} of {len(indices)} · page {page + 1}/{pages}", page == 0, \
-        page >= pages - 1, prototype, export, summary
+        page >= pages - 1, parts.prototype(prototype_url(cid, token)), export, summary
 
 
 @callback(Output(ids.PROPOSE, "disabled"), Input(ids.SELECTION, "data"))
@@ -368,6 +256,7 @@ def propose_enabled(selection):
     # because the view's URL is kept with history.replaceState
     Output(ids.NAVIGATE_LAB, "href"),
     Output(ids.INSPECTOR_MESSAGE, "children"),
+    Output(ids.PROPOSE_MESSAGE, "children"),
     Input(ids.PROPOSE, "n_clicks"),
     Input(ids.INSPECTOR_CUT, "n_clicks"),
     State(ids.SELECTION, "data"),
@@ -377,29 +266,32 @@ def propose_enabled(selection):
     prevent_initial_call=True,
 )
 def to_lab(_propose, _cut, selection, relayout, focus, cid):
-    """Make an artifact draft from the selection (proposal) or from a drawn box, and open the lab."""
+    """Make an artifact draft from the selection (proposal) or from a drawn box, and open the lab.
+
+    A refusal (e.g. a proposal covering most of the image) is shown beside the button pressed.
+    """
     if not ctx.triggered[0]["value"]:
-        return no_update, no_update
+        return no_update, no_update, no_update
     view = data.class_view(cid)
     params = {"origin": view.name}
+    proposing = ctx.triggered_id == ids.PROPOSE
     try:
-        if ctx.triggered_id == ids.PROPOSE:
+        if proposing:
             token = selection.get("token") if selection else None
             indices = decode_mask(token, view.n) if token else None
             if indices is None or not len(indices):
-                return no_update, no_update
-            entry = save_proposal(cid, indices)
+                return no_update, no_update, no_update
+            entry = data.save_proposal(cid, indices)
             params["removal"] = f"{cid}:{token}"
         else:
             box = figures.box_from_relayout(relayout)
             if focus is None or box is None:
-                return no_update, html.Span(className="error", children="Draw a box on the sample first.")
-            entry = save_box(cid, int(focus), box)
+                return no_update, html.Span(className="error", children="Draw a box on the sample first."), no_update
+            entry = data.save_box(cid, int(focus), box)
     except SprayError as error:
-        return no_update, html.Span(className="error", children=f"⚠ {error}")
-    from urllib.parse import urlencode
-
-    return "/lab?" + urlencode({"artifact": entry["id"], **params}), ""
+        message = html.Span(className="error", children=f"⚠ {error}")
+        return (no_update, no_update, message) if proposing else (no_update, message, no_update)
+    return "/lab?" + urlencode({"artifact": entry["id"], **params}), "", ""
 
 
 @callback(
@@ -419,29 +311,7 @@ def inspect(focus, cid):
     height, width = view.summary.get("heatmap_shape", [64, 64])
     item = views.gallery_items(view, [index], data.label_names())[0]
     figure = figures.inspector_figure(item.image_url, item.heatmap_url, width, height)
-    caption = html.Div(className="inspector-caption", children=[
-        html.B(f"#{index} "), html.Span(item.path), html.Br(),
-        html.Span(f"predicted {item.top1} ({item.top1_prob:.0%}) · true class rank {item.true_rank}"),
-    ])
-    return caption, figure, {"display": "block"}, False
-
-
-def _tile(item: views.GalleryItem, true_label: int):
-    ok = item.true_rank == 1
-    return html.Div(
-        id={"type": ids.GALLERY_TILE, "index": item.index}, n_clicks=0, className="gallery-tile",
-        title=f"#{item.index} {item.path}\np(true) = {item.true_prob:.3f}", **{"data-index": str(item.index)},
-        children=[
-            html.Div(className="tile-images", children=[
-                html.Img(src=item.image_url, className="tile-image", alt=item.path),
-                html.Img(src=item.heatmap_url, className="tile-heatmap", alt="heatmap"),
-            ]),
-            html.Div(className="tile-caption", children=[
-                html.Span(item.top1, className="tile-pred"),
-                html.Span(f"rank {item.true_rank}", className="tile-rank " + ("ok" if ok else "bad")),
-            ]),
-        ],
-    )
+    return parts.inspector_caption(item), figure, {"display": "block"}, False
 
 
 @callback(
@@ -507,22 +377,24 @@ clientside_callback(
 )
 
 clientside_callback(
-    """function (hover, cid) {
+    """function (hover, cid, captions) {
         var none = window.dash_clientside.no_update;
         if (!hover || !hover.points || !hover.points.length) { return [false, none, none, none, none]; }
         var point = hover.points[0];
         var index = Array.isArray(point.customdata) ? point.customdata[0] : point.customdata;
         if (index === undefined || index === null) { return [false, none, none, none, none]; }
+        var caption = (captions && captions[index] !== undefined) ? captions[index] : "#" + index;
         return [true, point.bbox, "/thumb/" + cid + "/image/" + index + ".webp",
-                "/thumb/" + cid + "/heatmap/" + index + ".webp", "#" + index];
+                "/thumb/" + cid + "/heatmap/" + index + ".webp", caption];
     }""",
     Output(ids.EMBEDDING_TOOLTIP, "show"),
     Output(ids.EMBEDDING_TOOLTIP, "bbox"),
     Output("tooltip-image", "src"),
     Output("tooltip-heatmap", "src"),
-    Output("tooltip-caption", "children"),
+    Output(ids.TOOLTIP_CAPTION, "children"),
     Input(ids.EMBEDDING, "hoverData"),
     State(ids.CLASS_ID, "data"),
+    State(ids.HOVER_CAPTIONS, "data"),
 )
 
 clientside_callback(

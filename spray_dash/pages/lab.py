@@ -15,43 +15,17 @@ import dash
 import dash_ag_grid as dag
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from precompute.errors import SprayError
-from precompute.lab import (
-    ARTIFACT_LIMITS,
-    PasteSpec,
-    RemovalSpec,
-    artifact_from_entry,
-    rgba_to_png,
-    run_paste_experiment,
-    run_removal_experiment,
-)
-from precompute.store import ExperimentWriter, StoreError
+from precompute.errors import SprayError, StoreError
+from precompute.lab import ARTIFACT_LIMITS
 
-from .. import data, figures, ids, lab_views
-from ..lab_actions import save_proposal
-from ..jobs import jobs
-from ..routes import artifact_url, experiment_export_url
+from .. import data, ids, lab_views
+from .. import lab_components as parts
+from ..jobs import JobState, jobs
+from ..routes import artifact_url
 from ..selection import decode_mask
 
-PLACEMENTS = [{"label": "where it was found", "value": "original"}, {"label": "corner", "value": "corner"},
-              {"label": "position", "value": "xy"}, {"label": "random", "value": "random"}]
-CORNERS = [{"label": name, "value": value} for name, value in
-           (("bottom left", "bl"), ("bottom right", "br"), ("top left", "tl"), ("top right", "tr"))]
-EXPERIMENT_COLUMNS = [
-    {"field": "created", "headerName": "created", "width": 190, "sort": "desc"},
-    {"field": "kind", "width": 95},
-    {"field": "origin", "headerName": "class", "width": 110},
-    {"field": "artifact", "flex": 1, "minWidth": 140},
-    {"field": "n", "width": 75},
-    {"field": "mean_delta_rank", "headerName": "μ(Δrank)", "width": 110,
-     "valueFormatter": {"function": "params.value == null ? '' : d3.format('+.2f')(params.value)"}},
-    {"field": "mean_delta_prob", "headerName": "μ(Δp)", "width": 100,
-     "valueFormatter": {"function": "params.value == null ? '' : d3.format('+.3f')(params.value)"}},
-    {"field": "flip_rate", "headerName": "flips", "width": 90,
-     "valueFormatter": {"function": "params.value == null ? '' : d3.format('.0%')(params.value)"}},
-    {"field": "control_delta_prob", "headerName": "control μ(Δp)", "width": 130,
-     "valueFormatter": {"function": "params.value == null ? '' : d3.format('+.3f')(params.value)"}},
-]
+EXPERIMENTS_PAGE_SIZE = 10
+EXPERIMENTS_PAGE_SIZES = [10, 25, 50]  # AG Grid warns (#94, #95) unless the page size is one of these
 
 
 def _removal_selection(text: Optional[str]):
@@ -59,7 +33,7 @@ def _removal_selection(text: Optional[str]):
     if not isinstance(text, str) or ":" not in text:
         return None
     cid, token = text.split(":", 1)
-    if not data.store().has_class(cid):
+    if not data.has_class(cid):
         return None
     indices = decode_mask(token, data.class_view(cid).n)
     return (cid, indices) if indices is not None and len(indices) else None
@@ -81,6 +55,7 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
         experiment = experiment if experiment and data.experiment(experiment) else None
     except StoreError:
         experiment = None
+    corner_off, x_off, y_off = lab_views.placement_controls_disabled("original")
     return html.Div(className="lab-page", children=[
         dcc.Store(id=ids.LAB_JOB, data=None),
         dcc.Store(id=ids.LAB_REMOVAL, data=removal if selection else None),
@@ -106,7 +81,8 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
                 html.Div(id=ids.LAB_UPLOAD_MESSAGE, className="message"),
                 html.Div(id="lab-upload-limit", hidden=True, **{"data-bytes": str(ARTIFACT_LIMITS["max_bytes"])}),
                 html.Div(className="artifact-preview", children=[
-                    html.Div(className="checkerboard", children=html.Img(id=ids.LAB_PREVIEW, alt="artifact")),
+                    html.Div(id=ids.LAB_PREVIEW_BOX, className="checkerboard",
+                             children=html.Img(id=ids.LAB_PREVIEW, alt="artifact")),
                     html.Div(id=ids.LAB_FACTS, className="facts-list"),
                 ]),
                 html.Div(id=ids.LAB_ADJUST, className="adjust", style={"display": "none"}, children=[
@@ -126,13 +102,13 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
                         id=ids.LAB_ORIGIN, options=[{"label": r["name"], "value": r["id"]} for r in classes],
                         value=next((r["id"] for r in classes if r["name"] == origin), None) if origin in names else None,
                         clearable=False)]),
-                    html.Label(["place it", dcc.Dropdown(id=ids.LAB_PLACEMENT, options=PLACEMENTS, value="original",
-                                                         clearable=False, searchable=False)]),
-                    html.Label(["corner", dcc.Dropdown(id=ids.LAB_CORNER, options=CORNERS, value="bl",
-                                                       clearable=False, searchable=False)]),
+                    html.Label(["place it", dcc.Dropdown(id=ids.LAB_PLACEMENT, options=lab_views.PLACEMENTS,
+                                                         value="original", clearable=False, searchable=False)]),
+                    html.Label(["corner", dcc.Dropdown(id=ids.LAB_CORNER, options=parts.CORNERS, value="bl",
+                                                       clearable=False, searchable=False, disabled=corner_off)]),
                     html.Div(className="xy", children=[
-                        html.Label(["x", dcc.Input(id=ids.LAB_X, type="number", value=0, step=1)]),
-                        html.Label(["y", dcc.Input(id=ids.LAB_Y, type="number", value=0, step=1)]),
+                        html.Label(["x", dcc.Input(id=ids.LAB_X, type="number", value=0, step=1, disabled=x_off)]),
+                        html.Label(["y", dcc.Input(id=ids.LAB_Y, type="number", value=0, step=1, disabled=y_off)]),
                     ]),
                     html.Label(["scale", dcc.Slider(id=ids.LAB_SCALE, min=0.25, max=3, step=0.05, value=1.0, marks=None,
                                                     tooltip={"placement": "bottom"})]),
@@ -145,12 +121,7 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
                         dcc.Dropdown(id=ids.LAB_TARGETS, multi=True,
                                      options=[{"label": r["name"], "value": r["id"]} for r in classes])]),
                 ]),
-                html.Div(className="run-row", children=[
-                    html.Button("Run paste test", id=ids.LAB_RUN_PASTE, className="button", n_clicks=0),
-                    html.Button(f"Run removal test on {len(selection[1])} selected samples" if selection
-                                else "Removal test: select affected samples in the explorer first",
-                                id=ids.LAB_RUN_REMOVAL, className="button secondary", n_clicks=0,
-                                disabled=selection is None),
+                html.Div(className="run-row", children=parts.run_buttons(selection) + [
                     html.Button("Cancel", id=ids.LAB_CANCEL, className="button danger", n_clicks=0, disabled=True),
                 ]),
                 html.Div(id=ids.LAB_PROGRESS, className="progress"),
@@ -161,9 +132,11 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
         html.Div(className="panel", children=[
             html.H3("Experiments"),
             dag.AgGrid(id=ids.LAB_EXPERIMENTS, rowData=lab_views.experiment_rows(data.experiments()),
-                       columnDefs=EXPERIMENT_COLUMNS, getRowId="params.data.id",
+                       columnDefs=parts.EXPERIMENT_COLUMNS, getRowId="params.data.id",
                        defaultColDef={"sortable": True, "resizable": True},
-                       dashGridOptions={"domLayout": "autoHeight", "pagination": True, "paginationPageSize": 10,
+                       dashGridOptions={"domLayout": "autoHeight", "pagination": True,
+                                        "paginationPageSize": EXPERIMENTS_PAGE_SIZE,
+                                        "paginationPageSizeSelector": EXPERIMENTS_PAGE_SIZES,
                                         "suppressCellFocus": True},
                        className="ag-theme-quartz"),
         ]),
@@ -195,11 +168,9 @@ def upload(contents, filename):
         payload = base64.b64decode(contents.split(",", 1)[1], validate=False)
         artifact = load_artifact_image(payload, name=name)
     except (SprayError, ValueError) as error:
-        return no_update, no_update, html.Span(className="error", children=f"⚠ {error}")
-    entry = ExperimentWriter(data.store()).save_artifact_draft(
-        {**artifact.meta(), "name": name.rsplit(".", 1)[0]}, rgba_to_png(artifact.rgba))
-    return _artifact_options(), entry["id"], html.Span(className="ok", children=f"✓ {name}: {artifact.size[0]}×"
-                                                                               f"{artifact.size[1]} pixels")
+        return no_update, no_update, parts.error(error)
+    entry = data.save_upload(artifact, name)
+    return _artifact_options(), entry["id"], parts.ok(f"{name}: {artifact.size[0]}×{artifact.size[1]} pixels")
 
 
 @callback(
@@ -208,27 +179,44 @@ def upload(contents, filename):
     Output(ids.LAB_ADJUST, "style"),
     Output(ids.LAB_ORIGIN, "value"),
     Output(ids.LAB_PLACEMENT, "value"),
+    Output(ids.LAB_PLACEMENT, "options"),
+    Output(ids.LAB_PREVIEW_BOX, "className"),
     Input(ids.LAB_ARTIFACT, "value"),
     State(ids.LAB_ORIGIN, "value"),
 )
 def show_artifact(artifact_id, origin_id):
-    """Preview the artifact; default the class of origin and the placement from it."""
+    """Preview the artifact on a background that contrasts with it; default the class of origin
+    and the placement from it; warn if it covers most of the image."""
     if not artifact_id:
-        return None, html.Span(className="hint", children="No artifact selected."), {"display": "none"}, \
-            no_update, no_update
+        return None, parts.hint("No artifact selected."), {"display": "none"}, no_update, no_update, no_update, \
+            no_update
     try:
-        entry = data.store().artifact_entry(artifact_id)
-    except StoreError:
-        return None, html.Span(className="error", children="⚠ unknown artifact"), {"display": "none"}, \
-            no_update, no_update
-    facts = [html.Div(className="fact-row", children=[html.Span(k), html.B(v)])
-             for k, v in lab_views.artifact_facts(entry)]
+        entry = data.artifact_entry(artifact_id)
+        rgba = lab_views.decode_rgba(data.artifact_png(artifact_id))
+    except (StoreError, OSError, ValueError):
+        return None, parts.error("unknown artifact"), {"display": "none"}, no_update, no_update, no_update, no_update
+    side = data.run_info().get("image_size")
+    coverage = lab_views.artifact_coverage(rgba, entry.get("image_size") or ([side, side] if side else None))
+    facts = parts.facts(lab_views.artifact_facts(entry, coverage))
     origin = origin_id
     if entry.get("class"):
         origin = next((row["id"] for row in data.class_names() if row["name"] == entry["class"]), origin_id)
     adjust = {} if entry.get("selection") else {"display": "none"}
-    placement = "original" if entry.get("position") else "corner"
-    return artifact_url(artifact_id), facts, adjust, origin, placement
+    has_position = bool(entry.get("position"))
+    placement = "original" if has_position else "corner"
+    return (artifact_url(artifact_id), facts, adjust, origin, placement, lab_views.placement_options(has_position),
+            f"checkerboard {lab_views.preview_background(rgba)}")
+
+
+@callback(
+    Output(ids.LAB_CORNER, "disabled"),
+    Output(ids.LAB_X, "disabled"),
+    Output(ids.LAB_Y, "disabled"),
+    Input(ids.LAB_PLACEMENT, "value"),
+)
+def placement_controls(mode):
+    """Only the controls that apply to the chosen placement are enabled."""
+    return lab_views.placement_controls_disabled(mode)
 
 
 @callback(
@@ -244,13 +232,13 @@ def show_artifact(artifact_id, origin_id):
 def repropose(_clicks, artifact_id, threshold, shared):
     """Recompute a proposal with other settings; it becomes a new draft."""
     try:
-        entry = data.store().artifact_entry(artifact_id)
+        entry = data.artifact_entry(artifact_id)
         cid, token = entry["selection"].split(":", 1)
         indices = decode_mask(token, data.class_view(cid).n)
-        new = save_proposal(cid, indices, threshold=float(threshold), shared=bool(shared))
+        new = data.save_proposal(cid, indices, threshold=float(threshold), shared=bool(shared))
     except (SprayError, KeyError, AttributeError, ValueError) as error:
-        return no_update, no_update, html.Span(className="error", children=f"⚠ {error}")
-    return _artifact_options(), new["id"], html.Span(className="ok", children=f"✓ proposed by {new['method']}")
+        return no_update, no_update, parts.error(error)
+    return _artifact_options(), new["id"], parts.ok(f"proposed by {new['method']}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,8 +248,7 @@ def repropose(_clicks, artifact_id, threshold, shared):
     Output(ids.LAB_JOB, "data"),
     Output(ids.LAB_POLL, "disabled"),
     Output(ids.LAB_MESSAGE, "children"),
-    Input(ids.LAB_RUN_PASTE, "n_clicks"),
-    Input(ids.LAB_RUN_REMOVAL, "n_clicks"),
+    *[Input(kind.button_id, "n_clicks") for kind in lab_views.experiment_kinds()],
     State(ids.LAB_ARTIFACT, "value"),
     State(ids.LAB_ORIGIN, "value"),
     State(ids.LAB_PLACEMENT, "value"),
@@ -276,43 +263,30 @@ def repropose(_clicks, artifact_id, threshold, shared):
     State(ids.LAB_REMOVAL, "data"),
     prevent_initial_call=True,
 )
-def start(_paste, _removal, artifact_id, origin_id, mode, corner, x, y, scale, opacity, n, seed, targets, removal):
-    """Check the inputs, then start the experiment in the background."""
-    if not ctx.triggered[0]["value"]:
+def start(*values):
+    """Check the inputs, then start the experiment of the button pressed in the background."""
+    artifact_id, origin_id, mode, corner, x, y, scale, opacity, n, seed, targets, removal = \
+        values[len(lab_views.experiment_kinds()):]
+    kind = lab_views.kind_for_button(ctx.triggered_id)
+    if kind is None or not ctx.triggered[0]["value"]:
         return no_update, no_update, no_update
-    kind = "paste" if ctx.triggered_id == ids.LAB_RUN_PASTE else "removal"
-    store = data.store()
     try:
         if not artifact_id:
             raise SprayError("choose or upload an artifact first")
         if not origin_id:
             raise SprayError("choose the class the artifact comes from")
-        artifact = artifact_from_entry(store, artifact_id)
-        placement = lab_views.placement_from_inputs(mode, corner, x, y, scale, opacity)
-        if kind == "paste":
-            spec = PasteSpec(origin_id=origin_id, placement=placement, n=int(n or 64), seed=int(seed or 0),
-                             target_ids=list(targets) if targets else None)
-            if not 1 <= spec.n <= 5000:
-                raise SprayError("the number of targets must be between 1 and 5000")
-        else:
-            selection = _removal_selection(removal)
-            if selection is None:
-                raise SprayError("select affected samples in the explorer first")
-            spec = RemovalSpec(class_id=selection[0], indices=[int(i) for i in selection[1]], placement=placement,
-                               seed=int(seed or 0))
+        artifact = data.artifact(artifact_id)
+        spec = kind.build(lab_views.LabInputs(
+            origin_id=origin_id, placement=lab_views.placement_from_inputs(mode, corner, x, y, scale, opacity),
+            n=int(n or 64), seed=int(seed or 0), targets=list(targets) if targets else None,
+            selection=_removal_selection(removal)))
     except (SprayError, TypeError, ValueError) as error:
-        return no_update, True, html.Span(className="error", children=f"⚠ {error}")
+        return no_update, True, parts.error(error)
 
     def work(progress, cancel):
-        from precompute.lab import ModelSession  # torch loads with the first experiment, not with the app
+        return data.run_experiment(kind.runner, artifact, spec, progress=progress, cancel=cancel)
 
-        session = ModelSession.for_store(store)
-        runner = run_paste_experiment if kind == "paste" else run_removal_experiment
-        record, files = runner(store, session, artifact, spec, progress=progress, cancel=cancel)
-        ExperimentWriter(store).save_experiment(record, files)
-        return record["id"]
-
-    return jobs.submit(kind, work), False, html.Span(className="hint", children=f"{kind} test started…")
+    return jobs.submit(kind.name, work), False, parts.hint(f"{kind.name} test started…")
 
 
 @callback(
@@ -332,24 +306,21 @@ def poll(_n, job_id):
     status = jobs.status(job_id)
     if status is None:
         return "", True, no_update, no_update, True, False, no_update
-    done, total = status["done"], max(status["total"], 1)
-    bar = html.Div(className="progress-track", children=[
-        html.Div(className="progress-fill", style={"width": f"{100 * done / total:.0f}%"}),
-        html.Span(className="progress-text", children=f"{status['state']} · {done}/{status['total'] or '?'}"),
-    ])
-    if status["state"] in ("queued", "running"):
+    bar, state = parts.progress_bar(status), JobState(status["state"])
+    if not state.finished:
         return bar, False, no_update, no_update, False, True, no_update
     rows = lab_views.experiment_rows(data.experiments())
-    if status["state"] == "done":
-        return bar, True, status["result"], html.Span(className="ok", children="✓ done, saved below"), True, False, rows
-    message = "cancelled" if status["state"] == "cancelled" else f"⚠ {status['error']}"
-    return bar, True, no_update, html.Span(className="error", children=message), True, False, rows
+    if state is JobState.DONE:
+        return bar, True, status["result"], parts.ok("done, saved below"), True, False, rows
+    message = html.Span(className="error", children="cancelled") if state is JobState.CANCELLED \
+        else parts.error(status["error"])
+    return bar, True, no_update, message, True, False, rows
 
 
 @callback(Output(ids.LAB_MESSAGE, "children", allow_duplicate=True), Input(ids.LAB_CANCEL, "n_clicks"),
           State(ids.LAB_JOB, "data"), prevent_initial_call=True)
 def cancel(_clicks, job_id):
-    return html.Span(className="hint", children="cancelling…" if jobs.cancel(job_id) else "nothing to cancel")
+    return parts.hint("cancelling…" if jobs.cancel(job_id) else "nothing to cancel")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,50 +336,12 @@ def open_experiment(cell):
 def show_results(exp_id):
     """Table 3 or 4 row with its control, a histogram of the changes, and Figure-7 examples."""
     if not exp_id:
-        return html.Div(className="empty-gallery", children="Results appear here when an experiment has run.")
+        return parts.no_results()
     try:
         record = data.experiment(exp_id)
     except StoreError:
-        return html.Div(className="empty-gallery", children="That experiment does not exist.")
-    paste = record["kind"] == "paste"
-    subject = f"p({record['origin']['name']})"
-    header = html.Tr([html.Th(h) for h in ("", "samples", "μ(Δ rank)", f"μ(Δ {subject})",
-                                            f"now predicted {record['origin']['name']}")])
-    body = [html.Tr(className=f"arm-{row['arm']}", children=[
-        html.Td(row["arm"]), html.Td(row["n"]), html.Td(f"{row['mean_delta_rank']:+.2f}"),
-        html.Td(f"{row['mean_delta_prob']:+.3f}"), html.Td(f"{row['flip_rate']:.0%}"),
-    ]) for row in lab_views.summary_rows(record)]
-    changes = lab_views.deltas(record)
-    examples = [html.Div(className="example", children=[
-        html.Div(className="example-pair", children=[
-            html.Figure([html.Img(src=item["before"]), html.Figcaption(f"before · p={item['prob_before']:.2f}")]),
-            html.Figure([html.Img(src=item["before_heat"]), html.Figcaption("relevance")]),
-            html.Figure([html.Img(src=item["after"]), html.Figcaption(f"after · p={item['prob_after']:.2f}")]),
-            html.Figure([html.Img(src=item["after_heat"]), html.Figcaption("relevance")]),
-        ]),
-        html.Div(className="example-caption", children=f"{item['class']} #{item['index']}"),
-    ]) for item in lab_views.example_items(record)]
-    title = (f"Pasting {record['artifact']['name']} onto other classes" if paste
-             else f"Removing {record['artifact']['name']} from {record['origin']['name']} samples")
-    return [
-        html.Div(className="panel-head", children=[
-            html.H2(title),
-            html.Div(className="export", children=[
-                html.A("⇩ CSV", href=experiment_export_url(exp_id, "csv"), download="", className="button"),
-                html.A("⇩ JSON", href=experiment_export_url(exp_id, "json"), download="", className="button"),
-            ]),
-        ]),
-        html.P(className="hint", children=(
-            f"Relevance maps are computed w.r.t. {record['origin']['name']}, the class of origin. "
-            "Δ rank > 0: the class moved towards rank 1.")),
-        html.Div(className="results-grid", children=[
-            html.Table(id="lab-summary", className="results-table", children=[html.Thead(header), html.Tbody(body)]),
-            dcc.Graph(figure=figures.delta_histogram(changes["artifact"], changes["control"], label=f"Δ {subject}"),
-                      config={"displayModeBar": False}),
-        ]),
-        html.H3("Examples (the paper's Figure 7)"),
-        html.Div(className="examples", children=examples),
-    ]
+        return parts.no_results("That experiment does not exist.")
+    return parts.results(record, lab_views.experiment_title(record))
 
 
 @callback(Output(ids.LAB_URL_SYNC, "data"), Input(ids.LAB_ARTIFACT, "value"), Input(ids.LAB_ORIGIN, "value"),
@@ -417,8 +350,8 @@ def url_for_lab(artifact_id, origin_id, exp_id, removal):
     params = {}
     if artifact_id:
         params["artifact"] = artifact_id
-    if origin_id and data.store().has_class(origin_id):
-        params["origin"] = data.store().class_info(origin_id)["name"]
+    if origin_id and data.has_class(origin_id):
+        params["origin"] = data.class_name(origin_id)
     if removal:
         params["removal"] = removal
     if exp_id:

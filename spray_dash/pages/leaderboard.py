@@ -8,28 +8,38 @@ from dash import Input, Output, State, callback, clientside_callback, dcc, html
 from .. import data, figures, ids
 
 
+# Classes without a tau (too few samples) have tau and rank null: they stay last whichever way
+# those columns are sorted (sprayNullsLast, in assets/dashAgGridFunctions.js).
 COLUMNS = [
-    {"field": "rank", "headerName": "#", "width": 70, "sort": "asc", "filter": "agNumberColumnFilter"},
+    {"field": "rank", "headerName": "#", "width": 70, "sort": "asc", "filter": "agNumberColumnFilter",
+     "comparator": {"function": "sprayNullsLast"},
+     "valueFormatter": {"function": "params.value == null ? '—' : String(params.value)"},
+     "tooltipField": "tau_note"},
     {"field": "name", "headerName": "class", "cellRenderer": "ClassLink", "flex": 2, "minWidth": 160,
      "filter": "agTextColumnFilter"},
-    {"field": "tau", "headerName": "τ", "width": 110, "filter": "agNumberColumnFilter",
-     "valueFormatter": {"function": "d3.format('.3f')(params.value)"},
+    {"field": "tau", "headerName": "τ", "width": 160, "filter": "agNumberColumnFilter",
+     "comparator": {"function": "sprayNullsLast"},
+     "valueFormatter": {"function": "params.value == null ? 'too few samples' : d3.format('.3f')(params.value)"},
+     "tooltipField": "tau_note", "cellClassRules": {"no-tau": "params.value == null"},
      "headerTooltip": "mean Fisher separability of the k-means clusterings, k = 2..30"},
     {"field": "n", "headerName": "samples", "width": 120, "filter": "agNumberColumnFilter"},
     {"field": "accuracy", "headerName": "accuracy", "width": 125, "filter": "agNumberColumnFilter",
      "valueFormatter": {"function": "d3.format('.1%')(params.value)"}},
     {"field": "eigengap_k", "headerName": "eigengap k", "width": 135, "filter": "agNumberColumnFilter",
      "headerTooltip": "cluster count suggested by the largest relative eigengap"},
-    {"field": "spectrum", "headerName": "spectrum", "cellRenderer": "SpectrumGlyph", "width": 130,
-     "sortable": False, "filter": False},
+    {"field": "spectrum", "headerName": "spectrum", "cellRenderer": "SpectrumGlyph", "width": 140,
+     "sortable": False, "filter": False, "cellClass": "spectrum-cell",
+     "cellDataType": False},  # a list drawn by its renderer: no inferred "object" type (AG Grid warning #48)
     {"field": "default_clustering", "headerName": "default clustering", "flex": 1, "minWidth": 150},
 ]
+PAGE_SIZE = 25
+PAGE_SIZES = [25, 50, 100]  # AG Grid warns (#94, #95) unless the page size is one of its selector's sizes
 
 
 def layout(**_query):
     rows = data.leaderboard()
     info = data.run_info()
-    top = rows[0]["name"] if rows else None
+    top = rows[0]["name"] if rows and rows[0]["tau"] is not None else None
     return html.Div(className="leaderboard-page", children=[
         html.Div(className="page-head", children=[
             html.Div(children=[
@@ -57,7 +67,8 @@ def layout(**_query):
             rowData=rows,
             columnDefs=COLUMNS,
             defaultColDef={"sortable": True, "resizable": True, "floatingFilter": False},
-            dashGridOptions={"pagination": True, "paginationPageSize": 25, "animateRows": False,
+            dashGridOptions={"pagination": True, "paginationPageSize": PAGE_SIZE,
+                             "paginationPageSizeSelector": PAGE_SIZES, "animateRows": False,
                              "rowSelection": {"mode": "singleRow", "checkboxes": False, "enableClickSelection": True},
                              "tooltipShowDelay": 300, "suppressCellFocus": True, "domLayout": "autoHeight"},
             getRowId="params.data.id",
@@ -69,27 +80,46 @@ def layout(**_query):
 
 
 def _bar_title(bar) -> str:
+    if bar["tau"] is None:  # classes without a tau come last, so the whole bar has none
+        if bar["last_rank"] == bar["rank"]:
+            return f"{bar['name']}: {bar['note']}"
+        return f"{bar['last_rank'] - bar['rank'] + 1} classes with too few samples for τ; opens {bar['name']}"
     if bar["last_rank"] == bar["rank"]:
         return f"#{bar['rank']} {bar['name']}: τ = {bar['tau']:.3f}"
-    return (f"#{bar['rank']}–{bar['last_rank']}: τ = {bar['tau']:.3f}–{bar['tau_last']:.3f}; "
-            f"opens #{bar['rank']} {bar['name']}")
+    last = "too few samples" if bar["tau_last"] is None else f"{bar['tau_last']:.3f}"
+    return f"#{bar['rank']}–{bar['last_rank']}: τ = {bar['tau']:.3f}–{last}; opens #{bar['rank']} {bar['name']}"
+
+
+def _bar_class(bar) -> str:
+    return "tau-bar" + (" top" if bar["top"] else "") + (" no-tau" if bar["tau"] is None else "")
+
+
+def _caption_end(rows) -> str:
+    ranked = sum(row["tau"] is not None for row in rows)
+    return f"rank {ranked}" + (f" · then {len(rows) - ranked} with too few samples" if ranked < len(rows) else "")
 
 
 def tau_overview(rows) -> html.Div:
-    """The strip of every class's tau, highest first; each bar links to its class."""
+    """The strip of every class's tau, highest first; each bar links to its class.
+
+    A bar shows no text: a ``dcc.Link`` without children would print its href, so
+    each holds an empty span, and its ``title`` names the class and its tau.
+    """
     from urllib.parse import quote
 
-    bars = figures.tau_overview_bars([r["tau"] for r in rows], [r["name"] for r in rows])
-    top = bars[0]["tau"] if bars else 0.0
+    bars = figures.tau_overview_bars([r["tau"] for r in rows], [r["name"] for r in rows],
+                                     notes=[r.get("tau_note") for r in rows])
+    top = bars[0]["tau"] if bars and bars[0]["tau"] is not None else None
     return html.Div(id=ids.TAU_OVERVIEW, className="tau-overview", children=[
-        html.Div(className="tau-axis", children=[html.Span(f"τ {top:.2f}"), html.Span("0")]),
+        html.Div(className="tau-axis", children=[html.Span("τ –" if top is None else f"τ {top:.2f}"),
+                                                 html.Span("0")]),
         html.Div(className="tau-bars", children=[
-            dcc.Link(href=f"/class/{quote(bar['name'])}", className="tau-bar top" if bar["top"] else "tau-bar",
-                     title=_bar_title(bar),
-                     style={"height": f"{bar['height']}%"})
+            dcc.Link(href=f"/class/{quote(bar['name'])}", className=_bar_class(bar), title=_bar_title(bar),
+                     style={"height": f"{bar['height']}%"},
+                     children=html.Span(className="tau-bar-fill", **{"aria-hidden": "true"}))
             for bar in bars
         ]),
-        html.Div(className="tau-caption", children=[html.Span("rank 1"), html.Span(f"rank {bars[-1]['last_rank'] if bars else 0}")]),
+        html.Div(className="tau-caption", children=[html.Span("rank 1"), html.Span(_caption_end(rows))]),
     ])
 
 

@@ -1,5 +1,6 @@
 """Real-browser fixtures: the real ``app.py`` in a subprocess, driven by Playwright + Debian's Chromium."""
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -72,23 +73,55 @@ def browser(artifacts_dir):
         browser.close()
 
 
+CHROMIUM_NOISE = (
+    # Chromium's own GPU process, not the app: with --disable-gpu, WebGL (Plotly's scattergl)
+    # runs on a software GL whose driver reports "GPU stall due to ReadPixels" as a warning.
+    re.compile(r"^\[\.WebGL-[0-9a-fx]+\]GL Driver Message \("),
+)
+
+
+def is_chromium_noise(text: str) -> bool:
+    """A console message that Chromium itself logs, whatever page it shows (see CHROMIUM_NOISE)."""
+    return any(pattern.search(text) for pattern in CHROMIUM_NOISE)
+
+
+def record_console(page) -> None:
+    """Collect ``page.console_errors`` (errors, uncaught exceptions) and ``page.console_warnings``."""
+    page.console_errors, page.console_warnings = [], []
+
+    def on_console(message):
+        if message.type == "error":
+            page.console_errors.append(message.text)
+        elif message.type == "warning" and not is_chromium_noise(message.text):
+            page.console_warnings.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+
+
 @pytest.fixture
 def page(browser):
-    """A fresh page that records console errors; the test asserts they are empty."""
+    """A fresh page that records console errors and warnings; the test asserts they are empty."""
     context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
     page = context.new_page()
-    page.console_errors = []
-    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    record_console(page)
     yield page
     context.close()
 
 
 
 @pytest.fixture(scope="session")
-def e2e_run(demo_run):
-    """The browser tests run against the embedded demo store."""
-    return demo_run
+def e2e_run(request):
+    """The browser tests run against the embedded demo store.
+
+    ``SPRAY_E2E_RUN=DIR`` uses a demo store built beforehand (``python -m precompute demo
+    --out DIR``) instead of building one for the session; the lab tests write drafts and
+    experiments into it.
+    """
+    prebuilt = os.environ.get("SPRAY_E2E_RUN")
+    if prebuilt:
+        return Path(prebuilt)
+    return request.getfixturevalue("demo_run")
 
 
 @pytest.fixture(scope="session")

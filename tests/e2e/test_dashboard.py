@@ -1,13 +1,14 @@
 """The dashboard in a real headless Chromium: leaderboard, explorer, lasso, gallery, export, URL state."""
 import csv
 import io
+import json
 from urllib.parse import unquote
 
 import numpy as np
 
 from precompute.evaluate import read_truth
 from precompute.store import RunStore
-from tests.e2e.conftest import needs_chromium
+from tests.e2e.conftest import needs_chromium, record_console
 from tests.helpers.plot_geometry import lasso_around, read_scatter
 
 pytestmark = needs_chromium
@@ -39,7 +40,7 @@ def test_leaderboard_lists_classes_in_tau_order(page, server, e2e_run, artifacts
     page.wait_for_function("document.querySelectorAll('#leaderboard .ag-center-cols-container .ag-row').length == 1")
     page.fill("#leaderboard-search", "")
     page.screenshot(path=str(artifacts_dir / "leaderboard.png"), full_page=True)
-    assert page.console_errors == []
+    assert page.console_errors == [] and page.console_warnings == []
 
 
 def test_tau_overview_bars_open_their_class_without_plotly(page, server, e2e_run):
@@ -52,7 +53,7 @@ def test_tau_overview_bars_open_their_class_without_plotly(page, server, e2e_run
     page.click("#tau-overview .tau-bar >> nth=1")
     page.wait_for_url(f"**/class/{names[1]}*")
     page.wait_for_selector("#embedding .js-plotly-plot")
-    assert page.console_errors == []
+    assert page.console_errors == [] and page.console_warnings == []
 
 
 def collect_gallery(page):
@@ -108,11 +109,15 @@ def test_lasso_a_planted_cluster_export_and_restore(page, browser, server, e2e_r
     rows = list(csv.DictReader(io.StringIO(open(download.value.path()).read())))
     assert sorted(int(r["index"]) for r in rows) == expected
     assert {r["path"] for r in rows} == {str(paths[i]) for i in expected}
+    assert {r["run"] for r in rows} == {e2e_run.name}
+    with page.expect_download() as download:
+        page.click("#export-json")
+    body = open(download.value.path(), encoding="utf-8").read()
+    assert json.loads(body)["run"] == e2e_run.name and str(e2e_run.resolve()) not in body, "no server path"
 
     assert unquote(url.split("/class/")[1]).startswith(top)
     restored = browser.new_page(viewport={"width": 1440, "height": 1000})
-    errors = []
-    restored.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    record_console(restored)
     if len(expected) > 48:  # the copied link also restores the gallery page
         restored.goto(paged_url)
         restored.wait_for_selector(".gallery-tile")
@@ -124,8 +129,10 @@ def test_lasso_a_planted_cluster_export_and_restore(page, browser, server, e2e_r
     assert restored.evaluate(FIGURE_STATE_JS) == original_state, "same map and colouring"
     assert sorted(collect_gallery(restored)) == expected
     restored.screenshot(path=str(artifacts_dir / "explorer-restored.png"), full_page=True)
+    restored_errors, restored_warnings = restored.console_errors, restored.console_warnings
     restored.close()
-    assert page.console_errors == [] and errors == []
+    assert page.console_errors == [] and page.console_warnings == []
+    assert restored_errors == [] and restored_warnings == []
 
 
 def test_cluster_buttons_colouring_and_url(page, server, e2e_run, artifacts_dir):
@@ -143,7 +150,7 @@ def test_cluster_buttons_colouring_and_url(page, server, e2e_run, artifacts_dir)
     page.click("text=overlay")
     page.wait_for_selector("#gallery.mode-overlay")
     page.screenshot(path=str(artifacts_dir / "explorer-cluster.png"), full_page=True)
-    assert page.console_errors == []
+    assert page.console_errors == [] and page.console_warnings == []
 
 
 def test_unknown_class_is_a_friendly_page(page, server):
@@ -151,4 +158,4 @@ def test_unknown_class_is_a_friendly_page(page, server):
     page.wait_for_selector("text=Unknown class")
     page.goto(server.url + "/no/such/page")
     page.wait_for_selector("text=Nothing here")
-    assert page.console_errors == []
+    assert page.console_errors == [] and page.console_warnings == []

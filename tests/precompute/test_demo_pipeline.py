@@ -8,6 +8,7 @@ from precompute.cli import main
 from precompute.demo_run import demo_store_ready
 from precompute.models import load_model
 from precompute.store import RunStore
+from tests.conftest import TEST_DEMO
 
 
 def test_demo_store_is_complete(demo_run):
@@ -15,7 +16,7 @@ def test_demo_store_is_complete(demo_run):
     store = RunStore(demo_run)
     assert len(store.finished_ids()) == len(store.manifest["classes"]) >= 8
     for record in store.classes():
-        assert record.summary["n"] >= 150
+        assert record.summary["n"] == TEST_DEMO["n_per_class"]
         assert record.summary["heatmap_shape"] == [64, 64]
     assert {a["name"] for a in store.artifacts()} >= {"watermark", "gray-border", "rounded-corners"}
     for artifact in store.artifacts():
@@ -50,3 +51,21 @@ def test_evaluate_finds_every_planted_artifact(demo_run, capsys):
     for entry in result["classes"].values():
         if not entry["planted"]:
             assert entry["best_f1"] is None and entry["default_f1"] is None
+
+
+def test_evaluate_table_is_the_json_in_markdown(demo_run, capsys):
+    """The README's table comes from this command, so it cannot drift from what a run measures."""
+    assert main(["evaluate", str(demo_run), "--table"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    report = json.loads((demo_run / "demo_report.json").read_text())
+    assert lines[0] == f"Held-out accuracy: {100 * report['holdout_accuracy']:.1f} %."
+    rows = [line.split("|")[1:-1] for line in lines if line.startswith("| ") and not line.startswith("| class")]
+    planted = {name: entry for name, entry in result["classes"].items() if entry["planted"]}
+    assert [cells[0].strip() for cells in rows] == sorted(planted, key=lambda name: planted[name]["tau_rank"])
+    for cells in rows:
+        entry = planted[cells[0].strip()]
+        assert cells[1].strip() == entry["artifact"] and int(cells[2]) == entry["tau_rank"]
+        assert cells[3].strip() == f"{entry['best_f1']:.2f}"
+        assert cells[4].strip() == f"{entry['default_f1']:.2f} ({entry['default_clustering']})"
+    assert f"Mean τ is {result['mean_tau_planted']:.2f} for planted classes" in lines[-2]

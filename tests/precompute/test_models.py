@@ -11,6 +11,7 @@ from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.composites import EpsilonPlusFlat
 from zennit.torchvision import ResNetCanonizer
 
+from precompute.demo.model import build_demo_model
 from precompute.errors import ConfigError, ModelError
 from precompute.models import (
     ARCHITECTURES,
@@ -78,10 +79,10 @@ def test_file_spec_can_import_neighbour_modules(tmp_path):
 
 
 def test_registered_demo_architecture():
-    pytest.importorskip("precompute.demo.model")
     assert "spray_demo_vgg" in ARCHITECTURES
     model = build_model("spray_demo_vgg", num_classes=10)
-    assert isinstance(model, nn.Module)
+    assert type(model) is type(build_demo_model(3))
+    assert model.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 10)
 
 
 def test_available_models_lists_project_and_torchvision_names():
@@ -227,6 +228,88 @@ def test_whole_pickled_module_is_refused(tmp_path):
     torch.save(nn.Linear(2, 2), path)
     with pytest.raises(ModelError, match=r"refused for safety.*torch.save\(model.state_dict\(\), path\)"):
         load_weights(nn.Linear(2, 2), path)
+
+
+def _write_zip(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "not weights")
+
+
+def _write_png(path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(path)
+
+
+def _write_code_pickle(path):
+    import pickle
+
+    with open(path, "wb") as handle:
+        pickle.dump({"weight": _RunsCodeWhenUnpickled(str(path.with_name("code_ran")))}, handle)
+
+
+WRONG_FILES = {
+    "model.py": (lambda path: path.write_text("import torch\n\n\ndef build():\n    return torch.nn.Linear(2, 2)\n"),
+                 "it looks like Python source; a model file is passed as --model path/file.py:function"),
+    "notes.txt": (lambda path: path.write_text("learning rate 0.1, 90 epochs\n"), "it is a text file"),
+    "photo.png": (_write_png, "it is a PNG image"),
+    "archive.zip": (_write_zip, "it is a zip archive that torch.save did not write, holding readme.txt"),
+    "plain.pkl": (lambda path: path.write_bytes(__import__("pickle").dumps({"weight": [1.0, 2.0]})),
+                  "it is a Python pickle that torch.save did not write"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRONG_FILES))
+def test_a_file_of_another_kind_is_named_as_such(tmp_path, name):
+    write, what = WRONG_FILES[name]
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(ModelError) as error:
+        load_weights(nn.Linear(2, 2), path)
+    message = str(error.value)
+    assert message == (f"weights file {path} is not a torch checkpoint ({what}); "
+                       "expected a state_dict saved with torch.save(model.state_dict(), path)")
+    assert "weights_only" not in message
+
+
+def test_a_pickle_with_code_is_refused_unread_and_no_unsafe_advice(tmp_path):
+    path = tmp_path / "evil.pkl"
+    _write_code_pickle(path)
+    with pytest.raises(ModelError) as error:
+        load_weights(nn.Linear(2, 2), path)
+    message = str(error.value)
+    assert message.startswith(f"weights file {path} was refused for safety: it is a Python pickle that refers "
+                              "to code (")
+    assert "global pathlib.Path" in message
+    assert "it was not loaded" in message and "torch.save(model.state_dict(), path)" in message
+    assert "weights_only" not in message and "trust" not in message
+    assert not (tmp_path / "code_ran").exists()
+
+
+def test_torch_pickles_of_code_or_whole_models_give_no_unsafe_advice(tmp_path):
+    evil, whole = tmp_path / "evil.pt", tmp_path / "whole.pt"
+    torch.save({"weight": _RunsCodeWhenUnpickled(str(tmp_path / "code_ran"))}, evil)
+    torch.save(nn.Sequential(nn.Linear(2, 2)), whole)
+    messages = {}
+    for path in (evil, whole):
+        with pytest.raises(ModelError) as error:
+            load_weights(nn.Linear(2, 2), path)
+        messages[path.name] = str(error.value)
+        assert "weights_only" not in messages[path.name] and "trust" not in messages[path.name]
+    assert "pickled Python objects (" in messages["evil.pt"] and "global pathlib.Path" in messages["evil.pt"]
+    assert "holds a whole pickled model (torch.nn.modules." in messages["whole.pt"]
+    assert not (tmp_path / "code_ran").exists()
+
+
+def test_legacy_torch_checkpoints_still_load(tmp_path):
+    original = nn.Linear(2, 2)
+    path = tmp_path / "legacy.pt"
+    torch.save(original.state_dict(), path, _use_new_zipfile_serialization=False)
+    model = nn.Linear(2, 2)
+    load_weights(model, path)
+    assert torch.equal(model.weight, original.weight)
 
 
 def test_checkpoint_without_state_dict(tmp_path):

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from precompute.analysis import fisher_design
 from precompute.cli import main
 from precompute.store import RunStore
 from tests.helpers.tiny_data import make_image_folder
@@ -133,9 +134,16 @@ def test_zero_and_identical_heatmaps_store_no_nan(tmp_path, model):
         store = RunStore(out)
         if out.name == "blind":
             assert not np.any(store.heatmaps(cid)), "the blind model's heatmaps are zero"
-        for name, array in store.arrays(cid).items():
+        arrays = store.arrays(cid)
+        ks = [int(name.rsplit("-k", 1)[1]) for name in arrays["clustering_names"]]
+        design = fisher_design(*arrays["eigenvectors"].shape, sorted(set(ks)))
+        defined = np.array([k in design.ks for k in ks], dtype=bool)
+        assert defined.any()
+        for name, array in arrays.items():
             if array.dtype.kind == "f":
-                assert np.isfinite(array).all(), (out.name, name)
+                # Fisher separability is undefined (NaN) only for the k a class of 10 cannot support.
+                assert np.isfinite(array[defined] if name == "fisher" else array).all(), (out.name, name)
+        assert np.isnan(arrays["fisher"][~defined]).all()
         summary = json.loads((out / "classes" / cid / "summary.json").read_text())
         assert summary["tau"] is not None and np.isfinite(summary["tau"])
 
@@ -178,6 +186,16 @@ def test_model_file_without_that_function(tiny, tmp_path, capsys):
     data, (path, weights, _) = tiny
     assert run(data, tmp_path / "out", path, weights, function="missing") == 2
     expect_early_error(capsys, tmp_path / "out", "missing", path.name)
+
+
+def test_model_file_passed_as_weights_is_named_as_such(tiny, tmp_path, capsys):
+    data, (path, _, _) = tiny
+    assert run(data, tmp_path / "out", path, path) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: weights file {path} is not a torch checkpoint (it looks like Python source; a model "
+                   "file is passed as --model path/file.py:function); expected a state_dict saved with "
+                   "torch.save(model.state_dict(), path)\n")
+    assert not (tmp_path / "out").exists()
 
 
 class Payload:

@@ -4,7 +4,6 @@ import json
 import numpy as np
 import pytest
 
-from precompute import store as store_module
 from precompute.errors import DiskFullError, StoreError
 from precompute.store import (
     CLASS_ARRAYS,
@@ -90,7 +89,7 @@ def test_failed_write_leaves_nothing_visible(writer, monkeypatch):
     def broken_savez(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(store_module.np, "savez", broken_savez)
+    monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(DiskFullError, match="out of disk space"):
         writer.write_class("c0000", fake_class())
     assert writer.finished_ids() == []
@@ -101,7 +100,7 @@ def test_other_write_errors_pass_through(writer, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(store_module.np, "savez", denied)
+    monkeypatch.setattr(np, "savez", denied)
     with pytest.raises(PermissionError):
         writer.write_class("c0000", fake_class())
     assert writer.finished_ids() == []
@@ -194,3 +193,52 @@ def test_names():
     assert parse_clustering_name("kmeans_lead-k12") == ("kmeans_lead", 12)
     with pytest.raises(StoreError):
         parse_clustering_name("ward")
+
+
+# -- typed records --------------------------------------------------------------------------------
+def test_records_round_trip_a_v1_manifest_key_for_key(tmp_path):
+    from precompute.store import Manifest
+
+    stored = {
+        "schema_version": 1, "created": "2024-01-01T00:00:00+00:00", "software": {"numpy": "1"},
+        "data": {"root": "data", "label_names": ["a", "b"]},
+        "classes": [{"id": "c0000", "name": "a", "label": 0, "n_files": 5}],
+        "model": {"spec": "vgg16", "weights": None, "weights_sha256": None, "num_classes": 2,
+                  "normalization": "none", "image_size": 64, "composite": "epsilon_plus_flat", "canonizers": []},
+        "analysis": {"neighbors": 10}, "thumbnails": {"size": 64, "format": "webp"},
+        "storage": {"heatmap_dtype": "float16", "bytes_per_image": 10.5},
+        "run": {"engine": "local"}, "demo": {"seed": 0}, "future_section": {"x": 1},
+    }
+    record = Manifest.from_dict(stored)
+    assert record.model.normalization == "none" and record.classes[0].n_files == 5
+    assert record.extra == {"future_section": {"x": 1}}
+    assert record.to_dict() == stored
+
+
+def test_records_fill_documented_defaults_for_missing_keys(writer):
+    from precompute.store import DEFAULT_NORMALIZATION, ClassSummary, Manifest
+
+    assert DEFAULT_NORMALIZATION == "imagenet"  # RunConfig.normalize's default
+    manifest = writer.manifest_record()  # MANIFEST above has no model.normalization
+    assert isinstance(manifest, Manifest)
+    assert manifest.model.spec == "vgg11" and manifest.model.normalization == DEFAULT_NORMALIZATION
+    assert manifest.data.label_names == ["a", "b"] and manifest.thumbnails.size == 128
+    writer.write_class("c0000", fake_class())
+    summary = writer.class_summary("c0000")
+    assert isinstance(summary, ClassSummary)
+    assert summary.tau == 1.5 and summary.default_clustering == "ward-k2" and summary.n == 5
+    assert summary.eigengap_k is None and summary.bytes > 0 and summary["n"] == 5
+    assert writer.classes()[0].summary_record() == summary
+
+
+def test_a_typed_summary_is_written_as_its_dict(writer):
+    from precompute.store import ClassSummary
+
+    summary = ClassSummary(id="c0000", name="a", label=0, n=5, tau=float("nan")).updated(
+        {"default_clustering": "ward-k2", "planted_fraction": 0.2})
+    analysis = fake_class()
+    analysis.summary = summary
+    writer.write_class("c0000", analysis)
+    stored = writer.summary("c0000")
+    assert stored == {**summary.to_dict(), "bytes": stored["bytes"]}
+    assert stored["tau"] is None and stored["planted_fraction"] == 0.2 and "tau_note" not in stored

@@ -1,8 +1,14 @@
-"""Explorer callbacks driven through Dash's HTTP endpoint, as the browser drives them."""
-import numpy as np
+"""Explorer and lab callbacks driven through Dash's HTTP endpoint, as the browser drives them."""
+import json
+import shutil
 
-from precompute.store import RunStore
-from spray_dash import ids
+import numpy as np
+import pytest
+from PIL import Image
+
+from precompute.lab import rgba_to_png
+from precompute.store import ExperimentWriter, RunStore
+from spray_dash import data, ids
 from spray_dash.selection import decode_mask, encode_mask
 from tests.spray_dash.conftest import callback_key, post_callback
 
@@ -71,3 +77,85 @@ def test_gallery_shows_the_selection(client):
     assert response[ids.GALLERY_NEXT]["disabled"] is True and response[ids.GALLERY_PREV]["disabled"] is False
     links = response[ids.EXPORT]["children"]
     assert links[0]["props"]["href"].startswith(f"/export/c0001.csv?sel={token}")
+
+
+# -- the artifact lab ---------------------------------------------------------------------------
+def callback_with(app, output: str) -> str:
+    """The app's key of the one callback that has ``output`` (``id.prop``) among its outputs."""
+    keys = [key for key in app.callback_map
+            if any(part.split("@")[0] == output for part in key.strip(".").split("..."))]
+    assert len(keys) == 1, keys
+    return keys[0]
+
+
+@pytest.fixture
+def run_with_images(app, synthetic_run, tmp_path):
+    """The synthetic run with the images of class_0003, all the same flat grey, served by the session's app."""
+    run = tmp_path / "run"
+    shutil.copytree(synthetic_run, run, ignore=shutil.ignore_patterns("experiments"))
+    store = RunStore(run)
+    for path in store.arrays("c0003")["paths"]:
+        target = store.data_root() / str(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(target)
+    data.configure(app.server, run)
+    yield store
+    data.configure(app.server, synthetic_run)
+
+
+def test_placement_controls_follow_the_placement(app, client):
+    outputs = [(ids.LAB_CORNER, "disabled"), (ids.LAB_X, "disabled"), (ids.LAB_Y, "disabled")]
+    for mode, expected in (("original", [True, True, True]), ("corner", [False, True, True]),
+                           ("xy", [True, False, False]), ("random", [True, True, True])):
+        status, body = post_callback(client, callback_with(app, f"{ids.LAB_CORNER}.disabled"), outputs,
+                                     inputs=[(ids.LAB_PLACEMENT, "value", mode)])
+        assert status == 200
+        assert [body["response"][cid][prop] for cid, prop in outputs] == expected, mode
+
+
+def test_the_lab_says_why_no_artifact_was_proposed(app, client, run_with_images):
+    """A region covering most of the image is refused, and "Propose again" shows why."""
+    token = encode_mask(range(90), 90)
+    draft = ExperimentWriter(run_with_images).save_artifact_draft(
+        {"name": "class_0003-proposal", "class": "class_0003", "position": [0, 0], "size": [24, 24],
+         "source": "proposal", "selection": f"c0003:{token}"}, rgba_to_png(np.full((24, 24, 4), 255, np.uint8)))
+    outputs = [(ids.LAB_ARTIFACT, "options"), (ids.LAB_ARTIFACT, "value"), (ids.LAB_UPLOAD_MESSAGE, "children")]
+    repropose = next(key for key in app.callback_map if ids.LAB_REPROPOSE in str(app.callback_map[key]["inputs"]))
+    status, body = post_callback(
+        client, repropose, outputs,
+        inputs=[(ids.LAB_REPROPOSE, "n_clicks", 1)],
+        state=[(ids.LAB_ARTIFACT, "value", draft["id"]), (ids.LAB_THRESHOLD, "value", 0.1),
+               (ids.LAB_SHARED, "value", ["shared"])])
+    assert status == 200, body
+    message = json.dumps(body["response"][ids.LAB_UPLOAD_MESSAGE]["children"], ensure_ascii=False)
+    assert "no artifact proposed" in message and "(the limit is 50%)" in message
+
+    # the whole-image draft itself (e.g. proposed before the limit) is flagged where it is previewed
+    outputs = [(ids.LAB_PREVIEW, "src"), (ids.LAB_FACTS, "children"), (ids.LAB_ADJUST, "style"),
+               (ids.LAB_ORIGIN, "value"), (ids.LAB_PLACEMENT, "value"), (ids.LAB_PLACEMENT, "options"),
+               (ids.LAB_PREVIEW_BOX, "className")]
+    status, body = post_callback(client, callback_with(app, f"{ids.LAB_PREVIEW}.src"), outputs,
+                                 inputs=[(ids.LAB_ARTIFACT, "value", draft["id"])],
+                                 state=[(ids.LAB_ORIGIN, "value", None)])
+    assert status == 200, body
+    response = body["response"]
+    facts = {row["props"]["children"][0]["props"]["children"]: row["props"]["children"][1]["props"]["children"]
+             for row in response[ids.LAB_FACTS]["children"]}
+    assert facts["covers"] == "100% of the image" and "replaces most of each target" in facts["warning"]
+    assert response[ids.LAB_PREVIEW_BOX]["className"] == "checkerboard dark", "white: on a dark background"
+    assert response[ids.LAB_PLACEMENT]["value"] == "original"
+
+
+def test_a_refused_proposal_is_explained_beside_the_button(app, client):
+    """Errors of "Propose artifact" went to the Sample panel's message, far from the button."""
+    outputs = [(ids.NAVIGATE_LAB, "href"), (ids.INSPECTOR_MESSAGE, "children"), (ids.PROPOSE_MESSAGE, "children")]
+    status, body = post_callback(
+        client, callback_with(app, f"{ids.PROPOSE_MESSAGE}.children"), outputs,
+        inputs=[(ids.PROPOSE, "n_clicks", 1), (ids.INSPECTOR_CUT, "n_clicks", 0)],
+        state=[(ids.SELECTION, "data", {"token": encode_mask(range(10), 90), "count": 10, "cluster": None}),
+               (ids.INSPECTOR_GRAPH, "relayoutData", None), (ids.FOCUS, "data", None), (ids.CLASS_ID, "data", "c0001")],
+        changed=[f"{ids.PROPOSE}.n_clicks"])
+    assert status == 200, body
+    response = body["response"]
+    assert "⚠" in json.dumps(response[ids.PROPOSE_MESSAGE]["children"], ensure_ascii=False)
+    assert ids.NAVIGATE_LAB not in response and ids.INSPECTOR_MESSAGE not in response

@@ -6,8 +6,10 @@ from spray_dash.figures import (
     CORRECT_COLOR,
     WRONG_COLOR,
     cluster_color,
+    cluster_colors,
+    correctness_colors,
     embedding_figure,
-    point_colors,
+    probability_colors,
     spectrum_figure,
     tau_overview_bars,
 )
@@ -15,7 +17,7 @@ from spray_dash.figures import (
 
 def test_embedding_figure_carries_sample_indices():
     coords = np.random.default_rng(0).normal(size=(30, 2))
-    colors, _ = point_colors("cluster", labels=np.arange(30) % 3)
+    colors, _ = cluster_colors(np.arange(30) % 3)
     fig = embedding_figure(coords, colors, selected=[2, 5], revision="r")
     samples = fig.data[0]
     assert samples.type == "scattergl"
@@ -27,14 +29,12 @@ def test_embedding_figure_carries_sample_indices():
 
 
 def test_point_colours():
-    colors, bar = point_colors("cluster", labels=np.array([0, 1, 0]))
+    colors, bar = cluster_colors(np.array([0, 1, 0]))
     assert colors == [cluster_color(0), cluster_color(1), cluster_color(0)] and bar is None
-    colors, _ = point_colors("correct", true_rank=np.array([1, 3]))
-    assert colors == [CORRECT_COLOR, WRONG_COLOR]
-    colors, bar = point_colors("prob", true_prob=np.array([0.25, 1.0]))
+    colors, bar = correctness_colors(np.array([1, 3]))
+    assert colors == [CORRECT_COLOR, WRONG_COLOR] and bar is None
+    colors, bar = probability_colors(np.array([0.25, 1.0]))
     assert colors == [0.25, 1.0] and bar["cmin"] == 0 and bar["cmax"] == 1
-    with pytest.raises(ValueError):
-        point_colors("nope")
 
 
 def test_spectrum_marks_the_eigengap():
@@ -43,8 +43,23 @@ def test_spectrum_marks_the_eigengap():
     assert list(fig.data[0].y) == values.tolist()
     marker_colors = fig.data[0].marker.color
     assert marker_colors[0] == marker_colors[1] != marker_colors[2]
-    assert "2 clusters" in fig.layout.annotations[0].text
+    assert "2 groups" in fig.layout.annotations[0].text
     assert fig.layout.shapes[0].x0 == pytest.approx(2.1)
+
+
+@pytest.mark.parametrize("eigengap_k", [1, 2, 16, 30])
+def test_eigengap_label_stays_clear_of_the_tick_labels(eigengap_k):
+    """The label sat inside the plot at the top, centred on the band: at k = 1 it covered the tick "0.8"."""
+    fig = spectrum_figure(np.linspace(0, 0.8, 32), eigengap_k)
+    label = fig.layout.annotations[0]
+    assert (label.yref, label.yanchor) == ("paper", "bottom") and label.y >= 1, "above the plot area"
+    assert fig.layout.margin.t >= 20, "with room for it"
+    low, high = fig.layout.xaxis.range
+    if label.xanchor == "left":  # it runs rightwards from inside the x range, never over the y axis' labels
+        assert low <= label.x <= eigengap_k + 1
+    else:
+        assert label.xanchor == "right" and eigengap_k <= label.x <= high
+    assert "1 group" in spectrum_figure(np.linspace(0, 0.8, 32), 1).layout.annotations[0].text
 
 
 def test_tau_overview_is_sorted_and_scaled():
@@ -53,7 +68,22 @@ def test_tau_overview_is_sorted_and_scaled():
     assert [b["rank"] for b in bars] == [1, 2, 3, 4]
     assert [b["top"] for b in bars] == [True, False, False, False]
     assert bars[0]["height"] == 100 and bars[1]["height"] == pytest.approx(100 / 3, abs=0.01)
-    assert bars[3]["tau"] == 0.0 and bars[3]["height"] == 1.0  # NaN tau: still a clickable bar
+    assert bars[3]["tau"] is None and bars[3]["height"] == 1.0  # NaN tau: still a clickable bar
+
+
+def test_tau_overview_puts_classes_without_tau_last():
+    """precompute stores tau = None for a class too small for it, with a note saying why."""
+    bars = tau_overview_bars([None, 0.5, 3.0, None, 1.0], ["few", "a", "b", "fewer", "c"], highlight=5,
+                             notes=["too few samples (n=5)", None, None, None, None])
+    assert [b["name"] for b in bars] == ["b", "c", "a", "few", "fewer"]
+    assert [b["tau"] for b in bars] == [3.0, 1.0, 0.5, None, None]
+    assert [b["note"] for b in bars] == [None, None, None, "too few samples (n=5)", "too few samples"]
+    assert [b["top"] for b in bars] == [True, True, True, False, False], "no tau, never among the top"
+    assert bars[-1]["height"] == 1.0
+    assert tau_overview_bars([None], ["x"])[0]["tau"] is None  # no class with a tau at all
+    binned = tau_overview_bars([None] * 300 + list(np.linspace(2, 1, 300)), [f"c{i}" for i in range(600)])
+    assert binned[0]["tau"] == 2.0 and binned[-1]["tau"] is None
+    assert [b["tau"] is None for b in binned] == sorted(b["tau"] is None for b in binned)
 
 
 def test_tau_overview_bins_many_classes_into_few_bars():

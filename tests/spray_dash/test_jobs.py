@@ -75,3 +75,13 @@ def test_jobs_are_isolated():
     manager = JobManager(max_workers=2)
     ids = [manager.submit("paste", lambda progress, cancel, k=k: f"result-{k}") for k in range(6)]
     assert [wait(manager, job)["result"] for job in ids] == [f"result-{k}" for k in range(6)]
+
+
+def test_job_states_are_an_enum_sent_as_plain_strings():
+    from spray_dash.jobs import JobState
+
+    assert [state.value for state in JobState] == ["queued", "running", "done", "failed", "cancelled"]
+    assert [state.finished for state in JobState] == [False, False, True, True, True]
+    manager = JobManager(max_workers=1)
+    status = wait(manager, manager.submit("paste", lambda progress, cancel: "exp"))
+    assert type(status["state"]) is str and JobState(status["state"]) is JobState.DONE

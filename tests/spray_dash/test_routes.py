@@ -63,9 +63,58 @@ def test_exports_list_exactly_the_selection(client, synthetic_run):
     assert client.get(f"/export/c0000.csv?sel={token}&clustering=ward-k99").status_code == 404
 
 
-def test_pages_render_for_known_and_unknown_urls(client):
-    for path in ("/", "/class/class_0001", "/class/nope", "/class/%2e%2e", "/nothing/here", "/class/class_0001?k=zz&map=1"):
-        assert client.get(path).status_code == 200
+def test_exports_name_the_run_never_its_path(client, synthetic_run):
+    """The selection's JSON export once held the run's absolute path on the server."""
+    from precompute.store import ExperimentWriter
+
+    ExperimentWriter(RunStore(synthetic_run)).save_experiment(
+        {"id": "paste-run-name", "kind": "paste", "created": "2026", "summary": {},
+         "rows": [{"class_id": "c0001", "index": 3, "path": "class_0001/00003.png"}]}, {})
+    token = encode_mask([0, 7, 42], RunStore(synthetic_run).summary("c0000")["n"])
+    exports = [f"/export/c0000.csv?sel={token}", f"/export/c0000.json?sel={token}&clustering=ward-k3",
+               "/experiment/paste-run-name.csv", "/experiment/paste-run-name.json"]
+    server_paths = {str(synthetic_run), str(synthetic_run.resolve()), str(synthetic_run.parent.resolve())}
+    for url in exports:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        body = response.get_data(as_text=True)
+        assert not [path for path in server_paths if path in body], url
+        if url.split("?")[0].endswith(".json"):
+            assert json.loads(body)["run"] == synthetic_run.name == "run"
+        else:
+            assert {row["run"] for row in csv.DictReader(io.StringIO(body))} == {"run"}
+    shell = client.get("/_dash-layout").get_data(as_text=True)  # the top bar, on every page
+    assert "run run" in shell and not [path for path in server_paths if path in shell]
+
+
+def routed_page(app, client, path):
+    """The page content that Dash Pages' router produces for ``path`` (as JSON text), as the browser asks for it."""
+    from tests.spray_dash.conftest import callback_key, post_callback
+
+    pathname, _, search = path.partition("?")
+    status, body = post_callback(client, callback_key(app, "_pages_content.children"),
+                                 [("_pages_content", "children"), ("_pages_store", "data")],
+                                 inputs=[("_pages_location", "pathname", pathname),
+                                         ("_pages_location", "search", "?" + search if search else "")])
+    assert status == 200, body
+    return json.dumps(body["response"]["_pages_content"]["children"], ensure_ascii=False)
+
+
+@pytest.mark.parametrize("path, expected, absent", [
+    ("/", ['"leaderboard"', '"tau-overview"', "class_0001"], ["Nothing here"]),
+    ("/class/class_0001", ['"embedding"', '"gallery"', '"class_0001"', '"c0001"'], ["Unknown class"]),
+    ("/class/class_0001?k=zz&map=1", ['"embedding"', '"c0001"'], ["Unknown class"]),  # bad query: default view
+    ("/class/nope", ["Unknown class", "nope"], ['"embedding"']),
+    ("/class/%2e%2e", ["Unknown class"], ['"embedding"']),
+    ("/lab", ['"lab-artifact"', '"lab-run-paste"', '"lab-run-removal"'], ["Nothing here"]),
+    ("/nothing/here", ["Nothing here"], ['"leaderboard"', '"embedding"']),
+])
+def test_pages_render_for_known_and_unknown_urls(app, client, path, expected, absent):
+    """The shell answers 200 on any URL; what the router puts in it is the page."""
+    assert client.get(path).status_code == 200
+    page = routed_page(app, client, path)
+    assert all(text in page for text in expected), (path, [text for text in expected if text not in page])
+    assert not [text for text in absent if text in page], path
 
 
 def test_lab_routes_serve_drafts_and_experiments(client, synthetic_run):

@@ -109,9 +109,10 @@ def test_exports_hold_the_selection():
         top_classes=np.tile([1, 0, 2], (n, 1)), top_probs=np.full((n, 3), 0.5, np.float32),
         true_rank=np.ones(n, np.int32), true_prob=np.full(n, 0.5, np.float32),
         clustering="ward-k2", cluster_labels=np.array([0, 1, 0, 1, 1, 0]))
-    parsed = list(csv.DictReader(io.StringIO(export_csv(rows))))
+    parsed = list(csv.DictReader(io.StringIO(export_csv(rows, run="run-1"))))
     assert [r["path"] for r in parsed] == ["bee/1.png", "bee/4.png"]
     assert [r["cluster"] for r in parsed] == ["1", "1"]
     assert parsed[0]["top5"] == "bee|ant|cat" and parsed[0]["top1"] == "bee"
-    doc = json.loads(export_json(rows, run="/r", class_id="c0001", class_name="bee"))
-    assert doc["count"] == 2 and doc["samples"][1]["index"] == 4
+    assert {r["run"] for r in parsed} == {"run-1"}
+    doc = json.loads(export_json(rows, run="run-1", class_id="c0001", class_name="bee"))
+    assert doc["count"] == 2 and doc["samples"][1]["index"] == 4 and doc["run"] == "run-1"

@@ -1,0 +1,169 @@
+"""Canonizers: make a model canonical for LRP, and refuse it when that fails.
+
+LRP needs a canonical model: every BatchNorm merged into the Conv/Linear before it,
+and residual additions made explicit. :func:`canonizers_for` picks zennit's canonizers
+for an architecture, :func:`make_merged_batchnorm_exact` makes the merged BatchNorms
+an exact identity (see ``docs/lrp.md``), and :func:`check_canonized` refuses models
+whose BatchNorms stay un-merged, because LRP through them is silently wrong.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock as _ResNetBasicBlock
+from torchvision.models.resnet import Bottleneck as _ResNetBottleneck
+from zennit.canonizers import Canonizer, MergeBatchNorm, SequentialMergeBatchNorm
+from zennit.core import collect_leaves
+from zennit.torchvision import ResNetCanonizer
+
+from ..errors import ModelError
+
+__all__ = ["canonizers_for", "make_merged_batchnorm_exact", "check_canonized"]
+
+_MAX_LISTED = 5
+_BATCH_NORM = nn.modules.batchnorm._BatchNorm  # BatchNorm1d/2d/3d, SyncBatchNorm, lazy variants
+_LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _has_resnet_blocks(model: nn.Module) -> bool:
+    return any(isinstance(module, (_ResNetBasicBlock, _ResNetBottleneck)) for module in model.modules())
+
+
+def _batch_norm_after_linear_pairs(model: nn.Module) -> List[Tuple[nn.Module, nn.Module]]:
+    """(Conv/Linear, BatchNorm) pairs adjacent in registration order, as SequentialMergeBatchNorm sees them."""
+    pairs = []
+    previous = None
+    for leaf in collect_leaves(model):
+        if isinstance(previous, _LINEAR) and isinstance(leaf, _BATCH_NORM):
+            pairs.append((previous, leaf))
+        previous = leaf
+    return pairs
+
+
+def _output_channels(layer: nn.Module) -> Optional[int]:
+    return getattr(layer, "out_channels", getattr(layer, "out_features", None))
+
+
+def canonizers_for(model: nn.Module, spec: Optional[str] = None) -> List[Canonizer]:
+    """Choose zennit canonizers for a model.
+
+    Rules, first match wins (decided by module types, so user files that reuse
+    torchvision blocks are covered too):
+
+    1. torchvision ResNet blocks (resnet*, resnext*, wide_resnet*) -> ``ResNetCanonizer``:
+       merges BatchNorms and makes the residual sum a module that LRP can hook.
+    2. A BatchNorm directly after a Conv/Linear in registration order (vgg*_bn, most
+       Sequential conv-bn-relu models) -> ``SequentialMergeBatchNorm``, provided every
+       such pair agrees on the channel count.
+    3. Anything else -> no canonizer. Models without BatchNorm need none; models
+       whose BatchNorm is elsewhere (DenseNet: BN before conv) are refused later by
+       :func:`check_canonized`. zennit would merge DenseNet's stem BatchNorm and then
+       fail (or, with equal sizes, silently merge unrelated layers) on the next pair.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to explain.
+    spec : str, optional
+        The model spec, only used in messages.
+
+    Returns
+    -------
+    list of zennit.canonizers.Canonizer
+        Fresh canonizer instances (possibly empty).
+    """
+    if _has_resnet_blocks(model):
+        return [ResNetCanonizer()]
+    pairs = _batch_norm_after_linear_pairs(model)
+    # A pair whose sizes differ shows that registration order is not data flow (DenseNet:
+    # one layer's conv is followed by the next layer's norm); merging would be wrong.
+    if pairs and all(_output_channels(layer) == norm.num_features for layer, norm in pairs):
+        return [SequentialMergeBatchNorm()]
+    return []
+
+
+def make_merged_batchnorm_exact(canonizer_instances) -> int:
+    """Make the BatchNorms that zennit merged an exact identity.
+
+    zennit's ``MergeBatchNorm`` sets ``running_var`` to 1, so a merged BatchNorm still
+    computes ``x / sqrt(1 + eps)``: each one shrinks the activations by about
+    ``eps / 2`` (ResNet-18's logits move by about 1e-4 relative). Setting
+    ``running_var = 1 - eps`` makes the canonized model compute what the original one
+    does. The canonizer's ``remove()`` restores the original tensors as before.
+
+    Parameters
+    ----------
+    canonizer_instances : iterable
+        What ``Canonizer.apply`` returned, e.g. ``composite.handles`` after
+        ``composite.register(model)``; anything that is not a merge is skipped.
+
+    Returns
+    -------
+    int
+        Number of BatchNorms changed.
+    """
+    changed = 0
+    for instance in canonizer_instances:
+        if isinstance(instance, MergeBatchNorm) and instance.batch_norm is not None:
+            batch_norm = instance.batch_norm
+            batch_norm.running_var.data = torch.full_like(batch_norm.running_var.data, 1.0 - batch_norm.eps)
+            changed += 1
+    return changed
+
+
+def _is_identity_batch_norm(module: nn.Module, tolerance: float = 1e-6) -> bool:
+    if module.running_mean is None or module.running_var is None:
+        return False  # normalises with batch statistics: never the identity
+    eps = float(module.eps)
+    checks = [
+        torch.all(module.running_mean.abs() <= tolerance),
+        # zennit sets running_var to 1 (BN then scales by 1/sqrt(1 + eps)); 1 - eps is exact identity
+        torch.all((module.running_var - 1).abs() <= eps + tolerance),
+    ]
+    if module.weight is not None:
+        checks.append(torch.all((module.weight - 1).abs() <= tolerance))
+    if module.bias is not None:
+        checks.append(torch.all(module.bias.abs() <= tolerance))
+    return bool(all(checks))
+
+
+def check_canonized(model: nn.Module, spec: Optional[str] = None) -> None:
+    """Refuse a model whose BatchNorms were not merged by the canonizers.
+
+    Call it while the composite (with its canonizers) is registered: merged
+    BatchNorms are then the identity (weight 1, bias 0, running_mean 0,
+    running_var 1 or 1 - eps). zennit passes relevance through a BatchNorm
+    unchanged, so any other BatchNorm makes the heatmaps wrong.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model, canonized.
+    spec : str, optional
+        The model spec, only used in the message.
+
+    Raises
+    ------
+    ModelError
+        If a BatchNorm is not the identity or uses batch statistics (train mode,
+        ``track_running_stats=False``).
+    """
+    batch_norms = [(name, module) for name, module in model.named_modules() if isinstance(module, _BATCH_NORM)]
+    left = [name for name, module in batch_norms if module.training or not _is_identity_batch_norm(module)]
+    if not left:
+        return
+    label = spec or type(model).__name__
+    raise ModelError(
+        f"model {label!r} is unsupported for LRP: {len(left)} of {len(batch_norms)} BatchNorm layers "
+        f"({_listed(left)}) are not merged into a Conv/Linear directly before them. LRP through an un-merged "
+        "BatchNorm gives wrong relevance, so it is refused. BatchNorm must directly follow a Conv or Linear "
+        "layer (as in VGG-BN or ResNet) and the model must be in eval mode; architectures with BatchNorm "
+        "before the convolution (such as DenseNet) have no zennit canonizer."
+    )
+
+
+def _listed(names: List[str]) -> str:
+    shown = ", ".join(repr(name) for name in names[:_MAX_LISTED])
+    return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")

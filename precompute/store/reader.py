@@ -1,0 +1,288 @@
+"""Read access to a run directory: :class:`RunStore`.
+
+The dashboard, the lab, ``evaluate`` and the writers' resume logic all read through it.
+The dict accessors (``manifest``, :meth:`RunStore.summary`) return the JSON as stored;
+the typed ones (:meth:`RunStore.manifest_record`, :meth:`RunStore.class_summary`) return
+:mod:`precompute.store.records`, with the documented defaults filled in.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from ..errors import StoreError
+from .layout import (
+    ANALYSIS,
+    ARTIFACT_INDEX,
+    ARTIFACTS_DIR,
+    CLASSES_DIR,
+    DEMO_REPORT,
+    DRAFTS_DIR,
+    EXPERIMENTS_DIR,
+    HEATMAPS,
+    MANIFEST,
+    RECORD,
+    REPORT,
+    SCHEMA_VERSION,
+    SUMMARY,
+    THUMB_KINDS,
+    TRUTH,
+    checked_file_name,
+    checked_id,
+    is_class_id,
+    thumb_file,
+)
+from .records import ClassSummary, Manifest
+
+__all__ = ["ClassRecord", "RunStore"]
+
+
+@dataclass(frozen=True)
+class ClassRecord:
+    """A finished class as listed by :meth:`RunStore.classes` (its summary plus its folder)."""
+
+    id: str
+    name: str
+    label: int
+    summary: Mapping[str, Any]
+
+    def summary_record(self) -> ClassSummary:
+        """:attr:`summary` as a typed :class:`~precompute.store.records.ClassSummary`."""
+        return ClassSummary.from_dict(self.summary)
+
+
+class RunStore:
+    """Read-only access to a run directory.
+
+    Parameters
+    ----------
+    root : path
+        The run directory (the ``--out`` of ``python -m precompute run``).
+
+    Raises
+    ------
+    StoreError
+        If the directory has no manifest, or a manifest of another schema version.
+    """
+
+    def __init__(self, root: os.PathLike):
+        self.root = Path(root).resolve()
+        manifest_path = self.root / MANIFEST
+        if not manifest_path.is_file():
+            raise StoreError(f"{self.root}: not a SpRAy run (no {MANIFEST}); build one with 'python -m precompute run'")
+        try:
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise StoreError(f"{manifest_path}: unreadable manifest ({error})") from None
+        version = self.manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{manifest_path}: schema version {version!r}, this SpRAy Studio reads version {SCHEMA_VERSION}; "
+                "re-run precompute with --force"
+            )
+        self._names = {entry["id"]: entry for entry in self.manifest.get("classes", [])}
+
+    # -- manifest-level -------------------------------------------------------------------------
+    @property
+    def classes_dir(self) -> Path:
+        return self.root / CLASSES_DIR
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / ARTIFACTS_DIR
+
+    @property
+    def experiments_dir(self) -> Path:
+        return self.root / EXPERIMENTS_DIR
+
+    def manifest_record(self) -> Manifest:
+        """The manifest, typed (missing keys get the documented defaults, unknown ones are kept)."""
+        return Manifest.from_dict(self.manifest)
+
+    def data_root(self) -> Path:
+        """Folder that the per-sample ``paths`` are relative to (absolute, or relative to the run)."""
+        root = Path(self.manifest["data"]["root"])
+        return root if root.is_absolute() else self.root / root
+
+    def label_names(self) -> List[str]:
+        """Name of every model output index; ``label_names()[i]`` names label ``i``."""
+        return list(self.manifest["data"]["label_names"])
+
+    def class_info(self, cid: str) -> Dict[str, Any]:
+        """Manifest entry of class ``cid`` (id, name, label, n_files)."""
+        try:
+            return self._names[cid]
+        except KeyError:
+            raise StoreError(f"unknown class id {cid!r}") from None
+
+    def id_for_name(self, name: str) -> str:
+        """Class id of the class called ``name``."""
+        for cid, entry in self._names.items():
+            if entry["name"] == name:
+                return cid
+        raise StoreError(f"unknown class {name!r}")
+
+    def report(self) -> Dict[str, Any]:
+        """The run report (skipped files, notes); empty if none was written yet."""
+        path = self.root / REPORT
+        if not path.is_file():
+            return {}
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def truth_path(self) -> Path:
+        """``RUN/truth.csv``: the ground truth of the demo and of synthetic stores (may not exist)."""
+        return self.root / TRUTH
+
+    def demo_report(self) -> Dict[str, Any]:
+        """The demo's training report (``demo_report.json``); empty if there is none."""
+        path = self.root / DEMO_REPORT
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    # -- classes --------------------------------------------------------------------------------
+    def finished_ids(self) -> List[str]:
+        """Ids of the classes whose folder is complete, sorted."""
+        if not self.classes_dir.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in os.scandir(self.classes_dir)
+            if is_class_id(entry.name) and os.path.isfile(os.path.join(entry.path, SUMMARY))
+        )
+
+    def has_class(self, cid: str) -> bool:
+        return bool(is_class_id(cid)) and (self.classes_dir / cid / SUMMARY).is_file()
+
+    def _class_dir(self, cid: str) -> Path:
+        if not self.has_class(cid):
+            raise StoreError(f"class {cid!r} is not in this run (or not finished)")
+        return self.classes_dir / cid
+
+    def summary(self, cid: str) -> Dict[str, Any]:
+        """The leaderboard row of class ``cid``."""
+        return json.loads((self._class_dir(cid) / SUMMARY).read_text(encoding="utf-8"))
+
+    def class_summary(self, cid: str) -> ClassSummary:
+        """The leaderboard row of class ``cid``, typed (missing keys get the documented defaults)."""
+        return ClassSummary.from_dict(self.summary(cid))
+
+    def classes(self) -> List[ClassRecord]:
+        """Every finished class with its summary, in label order."""
+        records = []
+        for cid in self.finished_ids():
+            summary = self.summary(cid)
+            records.append(ClassRecord(id=cid, name=summary["name"], label=summary["label"], summary=summary))
+        return records
+
+    def arrays(self, cid: str) -> Dict[str, np.ndarray]:
+        """All arrays of :data:`CLASS_ARRAYS` for class ``cid`` (loaded, no pickle)."""
+        with np.load(self._class_dir(cid) / ANALYSIS, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+
+    def heatmaps(self, cid: str) -> np.ndarray:
+        """Memory-mapped float16 heatmaps of class ``cid``, shape (n, H, W), read-only."""
+        return np.load(self._class_dir(cid) / HEATMAPS, mmap_mode="r", allow_pickle=False)
+
+    def thumbnail(self, cid: str, kind: str, index: int, offsets: Optional[np.ndarray] = None) -> bytes:
+        """Encoded thumbnail ``index`` of kind ``"image"`` or ``"heatmap"`` of class ``cid``.
+
+        ``offsets`` (the class's ``thumb_offsets_<kind>`` array) may be passed by callers
+        that cache it; otherwise it is read from ``analysis.npz``.
+        """
+        if kind not in THUMB_KINDS:
+            raise StoreError(f"unknown thumbnail kind {kind!r}")
+        folder = self._class_dir(cid)
+        if offsets is None:
+            with np.load(folder / ANALYSIS, allow_pickle=False) as npz:
+                offsets = npz[f"thumb_offsets_{kind}"]
+        index = int(index)
+        if not 0 <= index < len(offsets) - 1:
+            raise StoreError(f"class {cid}: no sample {index}")
+        start, stop = int(offsets[index]), int(offsets[index + 1])
+        with open(folder / thumb_file(kind), "rb") as handle:
+            handle.seek(start)
+            return handle.read(stop - start)
+
+    def class_bytes(self, cid: str) -> int:
+        """Bytes on disk of class ``cid``."""
+        folder = self._class_dir(cid)
+        return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+
+    # -- artifacts and experiments --------------------------------------------------------------
+    def artifacts(self) -> List[Dict[str, Any]]:
+        """The run's artifact library (``artifacts/artifacts.json``), possibly empty."""
+        path = self.artifacts_dir / ARTIFACT_INDEX
+        if not path.is_file():
+            return []
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def artifact_entries(self) -> List[Dict[str, Any]]:
+        """Every artifact a lab can use: the library (``id`` = ``lib-<name>``), then drafts, newest first.
+
+        Each entry has ``id``, ``name``, ``class`` (origin class name, may be empty),
+        ``position`` ([x, y] in model-input pixels, or None), ``size`` ([w, h]) and ``source``.
+        """
+        entries = []
+        for item in self.artifacts():
+            entries.append({**item, "id": f"lib-{item['name']}", "source": "library"})
+        drafts_dir = self.experiments_dir / DRAFTS_DIR
+        if drafts_dir.is_dir():
+            drafts = []
+            for path in drafts_dir.glob("*.json"):
+                try:
+                    drafts.append(json.loads(path.read_text(encoding="utf-8")))
+                except (OSError, ValueError):
+                    continue
+            entries += sorted(drafts, key=lambda item: item.get("created", ""), reverse=True)
+        return entries
+
+    def artifact_entry(self, artifact_id: str) -> Dict[str, Any]:
+        """One artifact entry by id (see :meth:`artifact_entries`)."""
+        for entry in self.artifact_entries():
+            if entry["id"] == artifact_id:
+                return entry
+        raise StoreError(f"unknown artifact {artifact_id!r}")
+
+    def artifact_png(self, artifact_id: str) -> bytes:
+        """The RGBA PNG of an artifact entry."""
+        entry = self.artifact_entry(artifact_id)
+        if entry["source"] == "library":
+            path = self.artifacts_dir / Path(entry["file"]).name
+        else:
+            path = self.experiments_dir / DRAFTS_DIR / f"{checked_id(artifact_id)}.png"
+        return path.read_bytes()
+
+    def experiments(self) -> List[Dict[str, Any]]:
+        """All saved experiment records, newest first."""
+        if not self.experiments_dir.is_dir():
+            return []
+        records = []
+        for entry in os.scandir(self.experiments_dir):
+            if entry.name.startswith(".") or entry.name == DRAFTS_DIR or not entry.is_dir():
+                continue
+            try:
+                records.append(json.loads(Path(entry.path, RECORD).read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                continue
+        return sorted(records, key=lambda rec: rec.get("created", ""), reverse=True)
+
+    def experiment(self, exp_id: str) -> Dict[str, Any]:
+        """The record of experiment ``exp_id``."""
+        path = self.experiments_dir / checked_id(exp_id) / RECORD
+        if not path.is_file():
+            raise StoreError(f"unknown experiment {exp_id!r}")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def experiment_file(self, exp_id: str, name: str) -> bytes:
+        """A file saved with experiment ``exp_id`` (thumbnails, the artifact PNG)."""
+        checked_file_name(name or "")
+        path = self.experiments_dir / checked_id(exp_id) / name
+        if not path.is_file():
+            raise StoreError(f"experiment {exp_id!r} has no file {name!r}")
+        return path.read_bytes()
+
+
