@@ -46,6 +46,21 @@ def make_bias_free(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def random_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Trained-looking BatchNorm statistics (an untrained BatchNorm is almost the identity),
+    so merged layers get non-zero biases of both signs; returns the model in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                shape = module.weight.shape
+                module.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
+                module.bias.copy_(0.1 * torch.randn(shape, generator=generator))
+                module.running_mean.copy_(0.1 * torch.randn(shape, generator=generator))
+                module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
+    return model.eval()
+
+
 def tiny_vgg_bn(num_classes: int = 3, seed: int = 0) -> nn.Sequential:
     """A VGG-like Sequential conv-bn-relu model for 16x16 (or larger) inputs, bias-free after merging."""
     torch.manual_seed(seed)

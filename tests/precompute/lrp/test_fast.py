@@ -20,7 +20,7 @@ from precompute.lrp import COMPOSITES, Attributor, FastLRP, fast_rules, relative
 from precompute.models import canonizers_for, input_bounds, make_merged_batchnorm_exact, normalize
 from tests.helpers.tolerance import assert_close_to_scale
 from tests.helpers.tiny_data import make_image_folder
-from tests.helpers.tiny_models import RegionModel, tiny_vgg_bn, write_model_file
+from tests.helpers.tiny_models import RegionModel, random_batchnorm, tiny_vgg_bn, write_model_file
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -29,19 +29,6 @@ FAST_COMPOSITES = ["epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1_fl
 #: Measured: 0 (bitwise equal) for most cases, about 1e-7 for z-box; the goal is 1e-4.
 TOLERANCE = 1e-5
 
-
-def _random_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BatchNorm statistics, so the merged layers get non-zero biases of both signs."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                shape = module.weight.shape
-                module.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
-                module.bias.copy_(0.1 * torch.randn(shape, generator=generator))
-                module.running_mean.copy_(0.1 * torch.randn(shape, generator=generator))
-                module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-    return model.eval()
 
 
 def _images(batch, size, seed=0):
@@ -71,7 +58,7 @@ def _assert_same_as_zennit(model, images, targets, composite, **options):
 @pytest.fixture(scope="module")
 def resnet():
     torch.manual_seed(0)
-    return _random_batchnorm(torchvision.models.resnet18(weights=None, num_classes=5))
+    return random_batchnorm(torchvision.models.resnet18(weights=None, num_classes=5))
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +70,7 @@ def vgg11():
 @pytest.fixture(scope="module")
 def demo_model():
     torch.manual_seed(0)
-    return _random_batchnorm(build_demo_model(4))
+    return random_batchnorm(build_demo_model(4))
 
 
 @pytest.mark.parametrize("composite", FAST_COMPOSITES)

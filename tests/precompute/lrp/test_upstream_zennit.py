@@ -26,6 +26,7 @@ from zennit.torchvision import ResNetCanonizer
 from precompute.lrp import Attributor, relative_l2
 from precompute.models import make_merged_batchnorm_exact
 from tests.helpers.tolerance import assert_close_to_scale
+from tests.helpers.tiny_models import random_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,19 +49,6 @@ UPSTREAM = {
     "epsilon_gamma_box": lambda canonizers: EpsilonGammaBox(low=LOW, high=HIGH, canonizers=canonizers),
 }
 
-
-def _random_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BatchNorm statistics (an untrained BatchNorm is almost the identity)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                shape = module.weight.shape
-                module.weight.copy_(torch.rand(shape, generator=generator) + 0.5)
-                module.bias.copy_(0.1 * torch.randn(shape, generator=generator))
-                module.running_mean.copy_(0.1 * torch.randn(shape, generator=generator))
-                module.running_var.copy_(torch.rand(shape, generator=generator) + 0.5)
-    return model.eval()
 
 
 def _vgg(config: str, batch_norm: bool) -> nn.Module:
@@ -105,13 +93,13 @@ def vgg11():
 
 @pytest.fixture(scope="module")
 def vgg16_bn():
-    return _random_batchnorm(_vgg("D", batch_norm=True))  # vgg16_bn
+    return random_batchnorm(_vgg("D", batch_norm=True))  # vgg16_bn
 
 
 @pytest.fixture(scope="module")
 def resnet50():
     torch.manual_seed(0)
-    return _random_batchnorm(torchvision.models.resnet50(weights=None, num_classes=10))
+    return random_batchnorm(torchvision.models.resnet50(weights=None, num_classes=10))
 
 
 @pytest.mark.parametrize("composite", sorted(UPSTREAM))
