@@ -49,13 +49,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_jiffies, load_average, machine, median, versions
+from machine import cpu_jiffies, load_average, machine, median, spawn_timed, versions
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "openTSNE", "umap-learn", "corelay")
 """The packages whose versions the report prints."""
@@ -192,28 +191,9 @@ def spawn(side: str, data: Path, out: Path, seed: int, threads: int = 0) -> dict
     if threads > 0:
         for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
             env[name] = str(threads)
-    before = cpu_jiffies()
-    spawned_at = time.monotonic()
-    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", side, "--data", str(data),
-                                "--out", str(out), "--seed", str(seed), "--spawned-at", repr(spawned_at)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - spawned_at
-    after = cpu_jiffies()
-    output = process.stdout.read().decode(errors="replace")
-    process.stdout.close()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    report = json.loads(out.read_text()) if out.exists() else {}
-    if process.returncode != 0 and "error" not in report:
-        tail = output.strip().splitlines()[-1:] or [f"exit status {process.returncode}"]
-        report["error"] = tail[0]
-    cpu = usage.ru_utime + usage.ru_stime
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    busy = (after[0] - before[0]) / tick
-    cores = os.cpu_count() or 1
-    # the share of the machine's CPU time that other processes used while this child ran
-    others = max(0.0, busy - cpu) / (wall * cores) if wall > 0 else 0.0
-    report.update(wall=wall, cpu=cpu, others=others, maxrss_kb=usage.ru_maxrss, exit=process.returncode)
+    report = spawn_timed(lambda spawned_at: [sys.executable, str(Path(__file__).resolve()), "--child", side,
+                                           "--data", str(data), "--out", str(out), "--seed", str(seed),
+                                           "--spawned-at", repr(spawned_at)], out, env)
     report.setdefault("stages", {})
     return report
 

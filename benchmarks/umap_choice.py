@@ -62,13 +62,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_jiffies, load_average, machine, median, versions
+from machine import load_average, machine, median, spawn_timed, versions
 
 PACKAGES = ("numpy", "scipy", "scikit-learn", "openTSNE", "umap-learn", "numba")
 """The packages whose versions the report prints."""
@@ -164,26 +163,11 @@ def synthetic_files(spec: str, workdir: Path, seed: int) -> list:
 def spawn(side: str, files: list, out: Path, seed: int, threads: int, warm_repeats: int) -> dict:
     """Run one side in a fresh interpreter: its report, plus wall, CPU and others' CPU share."""
     env = dict(os.environ, **{name: str(threads) for name in THREAD_VARS})
-    before = cpu_jiffies()
-    spawned_at = time.monotonic()
-    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", side, "--child-out", str(out),
-                                "--seed", str(seed), "--warm-repeats", str(warm_repeats),
-                                "--spawned-at", repr(spawned_at), *map(str, files)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.monotonic() - spawned_at
-    after = cpu_jiffies()
-    output = process.stdout.read().decode(errors="replace")
-    process.stdout.close()
-    code = os.waitstatus_to_exitcode(status)
-    report = json.loads(out.read_text()) if out.exists() else {}
-    if code != 0 and "error" not in report:
-        tail = output.strip().splitlines()[-1:] or [f"exit status {code}"]
-        report["error"] = tail[0]
-    cpu = usage.ru_utime + usage.ru_stime
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    others = max(0.0, (after[0] - before[0]) / tick - cpu) / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0
-    report.update(side=side, wall=wall, cpu=cpu, others=others, exit=code)
+    report = spawn_timed(lambda spawned_at: [sys.executable, str(Path(__file__).resolve()), "--child", side,
+                                           "--child-out", str(out), "--seed", str(seed),
+                                           "--warm-repeats", str(warm_repeats), "--spawned-at", repr(spawned_at),
+                                           *map(str, files)], out, env)
+    report["side"] = side
     return report
 
 

@@ -4,16 +4,8 @@ Ten classes of coloured shapes on varied backgrounds (gradients, stripes, smooth
 textures, flat colours; random position, scale, rotation, colour, clutter, occluders
 and pixel noise), written as an ImageFolder ``ROOT/<class>/<0000>.png``. Four classes
 each carry one artifact in :data:`ARTIFACT_FRACTION` of their images, imitating what
-SpRAy found in ImageNet (Anders et al., Section 3.2):
-
-=============== ======== ======================================================
-artifact        class    looks like
-=============== ======== ======================================================
-watermark       star     yellow text logo, bottom-left ("garbage truck")
-gray-border     arrow    gray letterbox bars, top and bottom ("stethoscope")
-rounded-corners circle   white rounded corners ("stole")
-puzzle-pattern  triangle pasted checkered jigsaw piece, top-right ("jigsaw puzzle")
-=============== ======== ======================================================
+SpRAy found in ImageNet (Anders et al., Section 3.2); :mod:`precompute.demo.artifacts`
+lists them (watermark, gray-border, rounded-corners, puzzle-pattern).
 
 Every artifact is one fixed RGBA pattern (:mod:`precompute.demo.artifacts`), composited
 by alpha as the very last step, so it is pixel-identical in every image that carries it.
