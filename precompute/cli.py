@@ -1,4 +1,4 @@
-"""Command line: ``python -m precompute {run,demo,evaluate,paste} ...``.
+"""Command line: ``python -m precompute {run,demo,evaluate,paste,unhans} ...``.
 
 Errors a user can cause are printed as one ``error:`` line naming the file and the
 reason (exit status 2); an interrupted run says how to resume (exit status 130).
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32",
                      help="CUDA arithmetic (default fp32; tf32/bf16 are faster but inexact: measure them first "
                           "with benchmarks/attribution.py --precision)")
+    run.add_argument("--variant", type=Path, default=None,
+                     help="a corrected model from 'unhans': its folder RUN/variants/ID (weights and projections "
+                          "are applied after --weights, the run's original weights)")
     run.add_argument("--force", action="store_true", help="recompute finished classes")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_analysis_options(run)
@@ -128,7 +131,52 @@ def build_parser() -> argparse.ArgumentParser:
     paste.add_argument("--targets", type=_class_list, default=None, help="draw targets only from these classes")
     paste.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     paste.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_unhans(commands)
     return parser
+
+
+def _add_unhans(commands) -> None:
+    unhans = commands.add_parser(
+        "unhans", help="correct the model for an artifact (ClArC) and verify it before and after",
+        description="Defines the artifact concept from a cluster or a list of samples, corrects the model "
+                    "(P-ClArC, A-ClArC or RR-ClArC), measures both models on held-out data and stores the "
+                    "corrected model as a variant of the run (RUN/variants/ID) with a cleaning list. "
+                    "Prints one JSON object on the last line of stdout.")
+    unhans.add_argument("run", type=Path, help="run directory")
+    unhans.add_argument("--origin", required=True, help="the class whose samples carry the artifact")
+    which = unhans.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cluster", help="the artifact samples: CLUSTERING/cluster-C, as evaluate prints "
+                                         "best_clustering (e.g. kmeans_lead-k2/cluster-1)")
+    which.add_argument("--samples", type=Path, help="the artifact samples: a file with one path a line, or a CSV "
+                                                    "with a path column (the explorer's export)")
+    unhans.add_argument("--method", default="pclarc", help="pclarc (default, no training), aclarc or rrclarc")
+    unhans.add_argument("--artifact", default=None,
+                        help="RGBA PNG or the name of an artifact of the run (default: the run library's artifact "
+                             "of the origin class, if any); A-ClArC pastes it, the verification uses it")
+    unhans.add_argument("--position", default="original", help="where to paste it: original (default), random, x,y")
+    unhans.add_argument("--layer", default=None,
+                        help="NAME (output of that module) or NAME:input; default: the input of the last Linear")
+    unhans.add_argument("--cav", default="signal", help="signal (default: signal pattern, the mean difference) or svm")
+    unhans.add_argument("--projection", choices=["excess", "full"], default="excess",
+                        help="P-ClArC: excess (default) removes only what lies beyond the clean reference along the "
+                             "CAV; full sets every sample's component to it (the paper's formula)")
+    unhans.add_argument("--eval-data", type=Path, default=None,
+                        help="held-out ImageFolder with the run's class names (default: the demo's holdout, "
+                             "else the run's data with a warning)")
+    unhans.add_argument("--epochs", type=_positive_int, default=10, help="fine-tuning epochs (default 10)")
+    unhans.add_argument("--lr", type=float, default=3e-3, help="SGD learning rate of the fine-tuning (default 3e-3)")
+    unhans.add_argument("--trainable", choices=["all", "linear", "after_layer"], default=None,
+                        help="what the fine-tuning trains (BatchNorm always stays frozen): all (A-ClArC's default: "
+                             "convolutions and linear layers), linear (the head only, as Reveal2Revise) or "
+                             "after_layer (RR-ClArC's default: the layers after --layer)")
+    unhans.add_argument("--batch-size", type=_positive_int, default=32, help="fine-tuning batch size (default 32)")
+    unhans.add_argument("--rr-lambda", type=float, default=None, help="RR-ClArC's penalty weight (default 100)")
+    unhans.add_argument("--subset-classes", type=_positive_int, default=None,
+                        help="fine-tune on the origin class and K-1 random others (default: all classes)")
+    unhans.add_argument("--seed", type=int, default=0)
+    unhans.add_argument("--name", default=None, help="variant id (default: METHOD-TIME-HEX)")
+    unhans.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    unhans.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -147,7 +195,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         analysis=AnalysisConfig(neighbors=args.neighbors, eigenvectors=args.eigenvectors, pool=args.pool,
                                 distance=args.distance, maps=tuple(args.maps), seed=args.seed),
         thumb_size=args.thumb_size, force=args.force, engine=args.engine,
-        lrp_backend=args.lrp_backend, precision=args.precision,
+        lrp_backend=args.lrp_backend, precision=args.precision, variant=args.variant,
     ).check()  # option values and names (engine, distance, maps), still without torch
     report = run(config, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr))
     _print_summary(report)
@@ -188,39 +236,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_artifact(store, text: str):
-    """An artifact from a PNG path, or from the run's library/drafts by name or id."""
-    from .lab import artifact_from_entry, load_artifact_image
-
-    path = Path(text)
-    if path.is_file():
-        artifact = load_artifact_image(path.read_bytes(), name=path.stem)
-        data = path.read_bytes()
-        for entry in store.artifact_entries():  # the same PNG as a known artifact: reuse its position
-            try:
-                if store.artifact_png(entry["id"]) == data:
-                    known = artifact_from_entry(store, entry["id"])
-                    artifact.position, artifact.origin = known.position, known.origin
-                    break
-            except (OSError, SprayError):
-                continue
-        return artifact
-    for entry in store.artifact_entries():
-        if text in (entry["id"], entry.get("name")):
-            return artifact_from_entry(store, entry["id"])
-    names = ", ".join(sorted({entry.get("name", entry["id"]) for entry in store.artifact_entries()})) or "none"
-    raise ConfigError(f"--artifact {text!r}: no such file, and no artifact of that name in the run (known: {names})")
-
-
-def _cmd_paste(args: argparse.Namespace) -> int:
-    from .lab import ModelSession, PasteSpec, Placement, run_paste_experiment
-    from .store import ExperimentWriter, RunStore
+def _origin(args: argparse.Namespace):
+    """The run's store and the class id of ``--origin``."""
+    from .store import RunStore
 
     store = RunStore(args.run)
     try:
-        origin_id = store.id_for_name(args.origin)
+        return store, store.id_for_name(args.origin)
     except SprayError:
         raise ConfigError(f"--origin {args.origin!r}: no such class in {store.root}") from None
+
+
+def _cmd_paste(args: argparse.Namespace) -> int:
+    from .lab import ModelSession, PasteSpec, Placement, resolve_artifact, run_paste_experiment
+    from .store import ExperimentWriter
+
+    store, origin_id = _origin(args)
     targets = None
     if args.targets:
         targets = []
@@ -229,7 +260,7 @@ def _cmd_paste(args: argparse.Namespace) -> int:
                 targets.append(store.id_for_name(name))
             except SprayError:
                 raise ConfigError(f"--targets: no class {name!r} in {store.root}") from None
-    artifact = _resolve_artifact(store, args.artifact)
+    artifact = resolve_artifact(store, args.artifact)
     placement = Placement.parse(args.position, scale=args.scale, opacity=args.opacity).validate()
     spec = PasteSpec(origin_id=origin_id, placement=placement, n=args.n, seed=args.seed, target_ids=targets)
     session = ModelSession(store, device=args.device)
@@ -250,7 +281,48 @@ def _cmd_paste(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "paste": _cmd_paste}
+def _cmd_unhans(args: argparse.Namespace) -> int:
+    store, origin_id = _origin(args)
+    if not store.has_class(origin_id):
+        raise ConfigError(f"--origin {args.origin!r}: the class is not analysed yet in {store.root}")
+    from .clarc.unhans import (
+        UnhansSpec, check_name_free, check_selection, run_unhans, save_variant, selection_from_cluster,
+        selection_from_file,
+    )
+    from .clarc import variant_summary
+    from .clarc.corrections import default_recipe
+
+    if args.cluster:
+        selection, source = selection_from_cluster(store, origin_id, args.cluster), f"cluster {args.cluster}"
+    else:
+        selection, source = selection_from_file(store, origin_id, args.samples), f"samples {args.samples.name}"
+    check_selection(store, origin_id, selection)
+    check_name_free(store, args.name)
+    recipe = default_recipe(args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed,
+                            trainable=args.trainable, rr_lambda=args.rr_lambda if args.method == "rrclarc" else None)
+    spec = UnhansSpec(origin_id=origin_id, selection=selection, selection_source=source, method=args.method,
+                      layer=args.layer, cav=args.cav, projection=args.projection, artifact=args.artifact,
+                      position=args.position,
+                      eval_data=args.eval_data, recipe=recipe, subset_classes=args.subset_classes,
+                      name=args.name, seed=args.seed, device=args.device)
+    from .progress import progress_bar
+
+    with progress_bar(total=1000, desc="unhans", disable=args.quiet, unit="‰", leave=False) as bar:
+        def progress(done, total, text):
+            bar.update(done - bar.n)
+            bar.set_postfix_str(text, refresh=False)
+
+        result = run_unhans(store, spec, progress=progress)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    path = save_variant(store, result)
+    print(f"saved {path}", file=sys.stderr)
+    print(json.dumps(variant_summary(result.record)))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "paste": _cmd_paste,
+            "unhans": _cmd_unhans}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -22,8 +22,10 @@ from .artifacts import (
     Proposal,
     artifact_from_box,
     artifact_from_entry,
+    library_artifact_of,
     load_artifact_image,
     propose_artifact,
+    resolve_artifact,
     rgba_to_png,
 )
 from .experiments import (
@@ -41,7 +43,8 @@ from .experiments import (
 # torch-backed parts load on first use, so the dashboard does not pay for torch
 # (about 500 MB) until someone runs an experiment.
 _LAZY = {"control_patch": "compositing", "paste": "compositing", "paste_effect": "compositing",
-         "ModelSession": "session"}
+         "ModelSession": "session",
+         "load_run_model": "session", "model_inputs": "session"}
 
 
 def __getattr__(name):
@@ -62,6 +65,8 @@ __all__ = [
     "load_artifact_image",
     "propose_artifact",
     "rgba_to_png",
+    "resolve_artifact",
+    "library_artifact_of",
     "Cancelled",
     "PasteSpec",
     "Placement",
@@ -75,4 +80,6 @@ __all__ = [
     "paste",
     "paste_effect",
     "ModelSession",
+    "load_run_model",
+    "model_inputs",
 ]

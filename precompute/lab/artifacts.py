@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, SprayError
 from ..store import RunStore
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ __all__ = [
     "artifact_from_entry",
     "artifact_from_box",
     "propose_artifact",
+    "resolve_artifact",
+    "library_artifact_of",
 ]
 
 #: Limits on uploaded artifact files: the byte size is checked before Pillow reads the file,
@@ -370,3 +372,43 @@ def propose_artifact(store: RunStore, cid: str, indices: Sequence[int], *, thres
     relevance_share = float((positive * mask).sum() / positive.sum())
     return Proposal(artifact=artifact, mask=mask, box=(x0, y0, x1, y1), source_index=source,
                     relevance_share=relevance_share, threshold=float(threshold), method=method, coverage=coverage)
+
+
+def resolve_artifact(store: RunStore, text: str) -> Artifact:
+    """An artifact from an RGBA PNG path, or from the run's library or drafts by name or id.
+
+    A PNG identical to a known artifact takes over its original position and class.
+
+    Raises
+    ------
+    ConfigError
+        No such file and no artifact of that name (the message lists the known names).
+    """
+    from pathlib import Path
+
+    path = Path(text)
+    if path.is_file():
+        data = path.read_bytes()
+        artifact = load_artifact_image(data, name=path.stem)
+        for entry in store.artifact_entries():
+            try:
+                if store.artifact_png(entry["id"]) == data:
+                    known = artifact_from_entry(store, entry["id"])
+                    artifact.position, artifact.origin = known.position, known.origin
+                    break
+            except (OSError, SprayError):
+                continue
+        return artifact
+    for entry in store.artifact_entries():
+        if text in (entry["id"], entry.get("name")):
+            return artifact_from_entry(store, entry["id"])
+    names = ", ".join(sorted({entry.get("name", entry["id"]) for entry in store.artifact_entries()})) or "none"
+    raise ConfigError(f"--artifact {text!r}: no such file, and no artifact of that name in the run (known: {names})")
+
+
+def library_artifact_of(store: RunStore, class_name: str) -> Optional[Artifact]:
+    """The run library's artifact found in ``class_name`` (the demo's), or None."""
+    for entry in store.artifact_entries():
+        if entry.get("source") == "library" and entry.get("class") == class_name:
+            return artifact_from_entry(store, entry["id"])
+    return None

@@ -19,7 +19,39 @@ from ..data import load_rgb, resize_center_crop
 from ..errors import DataError, ModelError
 from ..store import RunStore
 
-__all__ = ["ModelSession", "model_inputs"]
+__all__ = ["ModelSession", "model_inputs", "load_run_model", "run_weights_path"]
+
+
+def run_weights_path(store: RunStore, *, verify: bool = True) -> Optional[Path]:
+    """The weights file the run was made with (None for a model without weights).
+
+    Raises
+    ------
+    ModelError
+        If the file is missing, or (``verify``) its SHA-256 differs from the manifest's.
+    """
+    from ..pipeline.manifest import file_sha256
+
+    info = store.manifest_record().model
+    if not info.weights:
+        return None
+    weights = Path(info.weights)
+    weights = weights if weights.is_absolute() else store.root / weights
+    if not weights.is_file():
+        raise ModelError(f"{weights}: the weights this run was made with are missing; restore them to use the lab")
+    if verify and info.weights_sha256 and file_sha256(weights) != info.weights_sha256:
+        raise ModelError(f"{weights}: the weights changed since the run was made (SHA-256 differs)")
+    return weights
+
+
+def load_run_model(store: RunStore, *, verify_weights: bool = True) -> torch.nn.Module:
+    """The run's model in eval mode, rebuilt from the manifest with :func:`precompute.models.load_model`."""
+    from ..models import load_model
+
+    info = store.manifest_record().model
+    if info.num_classes is None:
+        raise ModelError(f"{store.root}: the manifest does not say how many classes the model has")
+    return load_model(info.spec, run_weights_path(store, verify=verify_weights), int(info.num_classes))
 
 
 def model_inputs(store: RunStore, paths: Sequence[str]) -> np.ndarray:
@@ -70,6 +102,8 @@ class ModelSession:
     verify_weights : bool
         Check the weights' SHA-256 against the manifest, so the lab never tests a
         different model from the one that was analysed.
+    model : nn.Module, optional
+        Use this model (a corrected variant of the run's) instead of loading the run's.
 
     Raises
     ------
@@ -80,27 +114,18 @@ class ModelSession:
     _cache: Dict[Tuple[str, str], "ModelSession"] = {}
     _cache_lock = threading.Lock()
 
-    def __init__(self, store: RunStore, *, device: str = "auto", batch_size: int = 64, verify_weights: bool = True):
+    def __init__(self, store: RunStore, *, device: str = "auto", batch_size: int = 64, verify_weights: bool = True,
+                 model: Optional[torch.nn.Module] = None):
         from ..lrp import Attributor
-        from ..models import canonizers_for, load_model
-        from ..pipeline import file_sha256
+        from ..models import canonizers_for
 
         info = store.manifest_record().model
-        weights: Optional[Path] = None
-        if info.weights:
-            weights = Path(info.weights)
-            weights = weights if weights.is_absolute() else store.root / weights
-            if not weights.is_file():
-                raise ModelError(f"{weights}: the weights this run was made with are missing; restore them to use the lab")
-            if verify_weights and info.weights_sha256 and file_sha256(weights) != info.weights_sha256:
-                raise ModelError(f"{weights}: the weights changed since the run was made (SHA-256 differs)")
         self.store = store
-        if info.num_classes is None:
-            raise ModelError(f"{store.root}: the manifest does not say how many classes the model has")
-        self.num_classes = int(info.num_classes)
+        self.num_classes = int(info.num_classes or 0)
         self.image_size = info.image_size
-        self.model = load_model(info.spec, weights, self.num_classes)
+        self.model = model if model is not None else load_run_model(store, verify_weights=verify_weights)
         # the defaults of a manifest without composite or normalisation are RunConfig's (store.records)
+        self.normalization = info.normalization
         self._attributor = Attributor(self.model, composite=info.composite,
                                       canonizers=canonizers_for(self.model, info.spec),
                                       normalization=info.normalization, device=device,

@@ -59,6 +59,9 @@ class RunConfig:
         Recompute finished classes.
     engine : str
         Name in :data:`ENGINES`.
+    variant : Path or None
+        A model variant folder (``RUN/variants/ID``, :mod:`precompute.clarc`): its weights
+        and projections are applied to the model after ``weights`` are loaded.
     lrp_backend : str
         ``"auto"``, ``"fast"`` or ``"zennit"`` (see :class:`precompute.lrp.Attributor`).
     precision : str
@@ -84,6 +87,7 @@ class RunConfig:
     engine: str = "local"
     lrp_backend: str = "auto"
     precision: str = "fp32"
+    variant: Optional[Path] = None
 
     def check(self) -> "RunConfig":
         """Check the values, names and paths that need no heavy import (torch, zennit); return self.
@@ -102,6 +106,12 @@ class RunConfig:
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         self.analysis.validate()
         ENGINES.get(self.engine)
+        if self.variant is not None:
+            if not (Path(self.variant) / "variant.json").is_file():
+                raise ConfigError(f"--variant {self.variant}: not a model variant folder (RUN/variants/ID, "
+                                  "with variant.json)")
+            if self.engine != "local":
+                raise ConfigError("--variant runs with --engine local")
         return self
 
     def validate(self) -> "RunConfig":

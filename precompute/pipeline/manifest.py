@@ -102,6 +102,7 @@ def build_manifest(config: RunConfig, index: ImageFolderIndex, num_classes: int,
             image_size=config.image_size,
             composite=config.composite,
             canonizers=list(canonizers),
+            variant=_variant_info(config),
         ),
         analysis=config.analysis.to_dict(),
         thumbnails=ThumbnailInfo(size=config.thumb_size, format="webp"),
@@ -109,3 +110,16 @@ def build_manifest(config: RunConfig, index: ImageFolderIndex, num_classes: int,
         run={"engine": config.engine, "device": device, "batch_size": config.batch_size,
              "lrp_backend": config.lrp_backend, "precision": config.precision},
     )
+
+
+def _variant_info(config: RunConfig):
+    """``{"id", "method", "folder", "weights_sha256"}`` of ``config.variant``, or None."""
+    if config.variant is None:
+        return None
+    import json
+
+    folder = Path(config.variant)
+    record = json.loads((folder / "variant.json").read_text(encoding="utf-8"))
+    weights = folder / "weights.pt"
+    return {"id": record.get("id"), "method": record.get("method"), "folder": portable_path(folder, config.out),
+            "weights_sha256": file_sha256(weights) if weights.is_file() else None}

@@ -132,6 +132,10 @@ def prepare(config: RunConfig, log: Callable[[str], None],
     from ..models import canonizers_for, load_model
 
     model = load_model(config.model, config.weights, num_classes)
+    if config.variant is not None:
+        from ..clarc.variants import apply_variant
+
+        apply_variant(model, config.variant)
     canonizers = canonizers_for(model, config.model)
     device = resolve_device(config)
     writer = RunWriter.create(

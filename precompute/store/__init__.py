@@ -21,6 +21,8 @@ Layout::
       experiments/                   written by the artifact lab (the only part the app writes)
         artifacts/<id>.png, <id>.json    artifact drafts: uploads, boxes cut from samples, proposals
         <experiment id>/             one finished experiment: record.json + thumbnails, written atomically
+      variants/<id>/                 corrected models (ClArC): variant.json, weights.pt or projection.pt,
+                                     concept.pt, cleaning.csv; written atomically
       truth.csv, demo_report.json    the demo's (and synthetic stores') ground truth and training report
 
 A class folder appears only through an atomic ``rename`` of a complete temporary
@@ -42,6 +44,11 @@ from .layout import (
     SCHEMA_VERSION,
     THUMB_KINDS,
     TRUTH,
+    CLEANING,
+    VARIANT_CONCEPT,
+    VARIANT_PROJECTION,
+    VARIANT_WEIGHTS,
+    checked_id,
     class_id,
     clustering_name,
     is_class_id,
@@ -61,6 +68,7 @@ from .records import (
     ModelInfo,
     StorageInfo,
     ThumbnailInfo,
+    Variant,
 )
 from .writer import ClassAnalysis, ExperimentWriter, RunWriter, datetime_now, iter_class_ids, new_record_id
 
@@ -77,6 +85,7 @@ __all__ = [
     "RunWriter",
     "CLASS_ID_PATTERN",
     "class_id",
+    "checked_id",
     "is_class_id",
     "iter_class_ids",
     "clustering_name",
@@ -95,6 +104,11 @@ __all__ = [
     "StorageInfo",
     "ClassEntry",
     "ClassSummary",
+    "Variant",
+    "VARIANT_WEIGHTS",
+    "VARIANT_PROJECTION",
+    "VARIANT_CONCEPT",
+    "CLEANING",
     "DEFAULT_NORMALIZATION",
     "DEFAULT_COMPOSITE",
 ]

@@ -38,6 +38,12 @@ ARTIFACT_INDEX = "artifacts.json"
 EXPERIMENTS_DIR = "experiments"
 DRAFTS_DIR = "artifacts"  # experiments/artifacts/: the lab's artifact drafts
 RECORD = "record.json"
+VARIANTS_DIR = "variants"  # corrected models (ClArC): variants/<id>/variant.json + files
+VARIANT_RECORD = "variant.json"
+VARIANT_WEIGHTS = "weights.pt"  # a plain state_dict, when the correction changed the weights
+VARIANT_PROJECTION = "projection.pt"  # P-ClArC's layer, unit vector and reference
+VARIANT_CONCEPT = "concept.pt"  # the CAV the correction was made with
+CLEANING = "cleaning.csv"  # path,class,score,in_selection
 SUMMARY = "summary.json"
 ANALYSIS = "analysis.npz"
 HEATMAPS = "heatmaps.npy"
@@ -222,7 +228,7 @@ def write_artifact_library(folder: Path, items: Iterable[Tuple[Dict[str, Any], b
 
 
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.(png|webp|json|csv)$")
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.(png|webp|json|csv|pt)$")
 
 
 def checked_id(record_id: str) -> str:

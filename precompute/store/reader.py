@@ -32,12 +32,14 @@ from .layout import (
     SUMMARY,
     THUMB_KINDS,
     TRUTH,
+    VARIANT_RECORD,
+    VARIANTS_DIR,
     checked_file_name,
     checked_id,
     is_class_id,
     thumb_file,
 )
-from .records import ClassSummary, Manifest
+from .records import ClassSummary, Manifest, Variant
 
 __all__ = ["ClassRecord", "RunStore"]
 
@@ -286,3 +288,38 @@ class RunStore:
         return path.read_bytes()
 
 
+
+    # -- model variants (ClArC corrections) ------------------------------------------------
+    @property
+    def variants_dir(self) -> Path:
+        return self.root / VARIANTS_DIR
+
+    def variants(self) -> List[Variant]:
+        """All finished model variants, newest first (a half-written one is never listed)."""
+        if not self.variants_dir.is_dir():
+            return []
+        records = []
+        for entry in os.scandir(self.variants_dir):
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            try:
+                records.append(Variant.from_dict(json.loads(Path(entry.path, VARIANT_RECORD).read_text("utf-8"))))
+            except (OSError, ValueError):
+                continue
+        return sorted(records, key=lambda rec: rec.created, reverse=True)
+
+    def variant(self, variant_id: str) -> Variant:
+        """The record of variant ``variant_id`` (an id or a name)."""
+        for record in self.variants():
+            if variant_id in (record.id, record.name):
+                return record
+        known = ", ".join(r.name or r.id for r in self.variants()) or "none"
+        raise StoreError(f"unknown model variant {variant_id!r} in {self.root} (known: {known})")
+
+    def variant_path(self, variant_id: str, name: str) -> Path:
+        """Path of a file saved with a variant (``weights.pt``, ``cleaning.csv``, ...)."""
+        checked_file_name(name or "")
+        path = self.variants_dir / checked_id(variant_id) / name
+        if not path.is_file():
+            raise StoreError(f"model variant {variant_id!r} has no file {name!r}")
+        return path

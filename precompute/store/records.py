@@ -28,6 +28,7 @@ __all__ = [
     "StorageInfo",
     "Manifest",
     "ClassSummary",
+    "Variant",
 ]
 
 #: Input normalisation of a run that does not say (``RunConfig.normalize``'s default).
@@ -159,6 +160,7 @@ class ModelInfo(Record):
     image_size: Optional[int] = None
     composite: str = DEFAULT_COMPOSITE
     canonizers: List[str] = field(default_factory=list)
+    variant: Optional[Dict[str, Any]] = optional()  # a corrected model (run --variant): id, method, folder
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -243,4 +245,34 @@ class ClassSummary(Record):
     eigenvectors_used: Optional[int] = None
     fisher_kmeans: Dict[str, float] = field(default_factory=dict)
     bytes: Optional[int] = optional()
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Variant(Record):
+    """``variants/<id>/variant.json``: a corrected model (ClArC) and its before/after report.
+
+    ``origin`` is ``{"id", "name", "label"}`` of the artifact's class; ``selection`` the
+    artifact samples (``source``, ``indices`` into the origin class, ``n``); ``concept``
+    the CAV's layer, method and fit (:meth:`precompute.clarc.Concept.meta`); ``files``
+    the names saved with it (``weights.pt`` when the weights changed, ``projection.pt``
+    for P-ClArC, ``concept.pt``, ``cleaning.csv``); ``base_weights_sha256`` the SHA-256 of
+    the run's weights it was made from; ``report`` the verification (``docs/store.md``).
+    """
+
+    id: str = ""
+    name: str = ""
+    method: str = ""
+    created: str = ""
+    status: str = "done"
+    layer: str = ""
+    origin: Dict[str, Any] = field(default_factory=dict)
+    selection: Dict[str, Any] = field(default_factory=dict)
+    concept: Dict[str, Any] = field(default_factory=dict)
+    artifact: Optional[Dict[str, Any]] = optional()
+    params: Dict[str, Any] = field(default_factory=dict)
+    files: List[str] = field(default_factory=list)
+    base_weights_sha256: Optional[str] = None
+    report: Dict[str, Any] = field(default_factory=dict)
+    seconds: Optional[float] = None
     extra: Dict[str, Any] = field(default_factory=dict)

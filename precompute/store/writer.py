@@ -29,6 +29,7 @@ from .layout import (
     SCHEMA_VERSION,
     SUMMARY,
     THUMB_KINDS,
+    VARIANT_RECORD,
     checked_file_name,
     checked_id,
     class_id,
@@ -41,7 +42,7 @@ from .layout import (
     write_json_atomic,
 )
 from .reader import RunStore
-from .records import ClassSummary, Manifest
+from .records import ClassSummary, Manifest, Variant
 
 __all__ = ["ClassAnalysis", "ExperimentWriter", "RunWriter", "new_record_id", "datetime_now", "iter_class_ids"]
 
@@ -94,24 +95,49 @@ class ExperimentWriter:
 
     def save_experiment(self, record: Dict[str, Any], files: Mapping[str, bytes]) -> Path:
         """Save an experiment record and its files atomically as ``experiments/<record id>/``."""
-        exp_id = checked_id(str(record["id"]))
-        for name in files:
-            checked_file_name(name)
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{exp_id}-", dir=self.root))
-        try:
-            for name, payload in files.items():
-                write_bytes_durable(tmp / name, payload)
-            write_bytes_durable(tmp / RECORD, json.dumps(json_safe(record), indent=1, sort_keys=True,
-                                                           allow_nan=False).encode())
-            final = self.root / exp_id
-            if final.exists():
-                raise StoreError(f"experiment {exp_id!r} exists already")
-            os.rename(tmp, final)
-            return final
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        return _save_folder(self.root, str(record["id"]), RECORD, record, files, "experiment")
+
+    def save_variant(self, record: Variant, files: Mapping[str, bytes]) -> Path:
+        """Save a model variant atomically as ``variants/<id>/`` (``variant.json`` plus ``files``).
+
+        A variant whose id or name is taken is refused (:class:`StoreError`).
+        """
+        names = {name for v in self.store.variants() for name in (v.id, v.name)}
+        if record.id in names or (record.name and record.name in names):
+            raise StoreError(f"a model variant named {record.name or record.id!r} exists already; choose another --name")
+        record = record.updated({"files": sorted(files)})
+        return _save_folder(self.store.variants_dir, record.id, VARIANT_RECORD, record.to_dict(), files, "variant")
+
+
+def _save_folder(parent: Path, record_id: str, record_name: str, record: Dict[str, Any],
+                 files: Mapping[str, bytes], what: str) -> Path:
+    """Write ``files`` and the JSON ``record`` into ``parent/.tmp-*``, then rename it to ``parent/record_id``.
+
+    The rename is the commit: a killed process leaves only a ``.tmp-`` folder, never read.
+    """
+    record_id = checked_id(record_id)
+    for name in files:
+        checked_file_name(name)
+    parent.mkdir(parents=True, exist_ok=True)
+    for entry in os.scandir(parent):  # temporaries of killed writers (older than an hour)
+        if entry.name.startswith(".tmp-") and entry.is_dir() and time.time() - entry.stat().st_mtime > 3600:
+            shutil.rmtree(entry.path, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{record_id}-", dir=parent))
+    try:
+        for name, payload in files.items():
+            write_bytes_durable(tmp / name, payload)
+        write_bytes_durable(tmp / record_name, json.dumps(json_safe(record), indent=1, sort_keys=True,
+                                                         allow_nan=False).encode())
+        fsync_dir(tmp)
+        final = parent / record_id
+        if final.exists():
+            raise StoreError(f"{what} {record_id!r} exists already")
+        os.rename(tmp, final)
+        fsync_dir(parent)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def datetime_now() -> str:

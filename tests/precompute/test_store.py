@@ -242,3 +242,41 @@ def test_a_typed_summary_is_written_as_its_dict(writer):
     stored = writer.summary("c0000")
     assert stored == {**summary.to_dict(), "bytes": stored["bytes"]}
     assert stored["tau"] is None and stored["planted_fraction"] == 0.2 and "tau_note" not in stored
+
+
+def _variant(vid, name=None):
+    from precompute.store import Variant
+
+    return Variant(id=vid, name=name or vid, method="pclarc", created=f"2026-12-03T00:00:0{len(vid) % 10}",
+                   layer="classifier.3:input", origin={"id": "c0000", "name": "a", "label": 0},
+                   report={"clean_accuracy": {"before": 0.9, "after": 0.89}})
+
+
+def test_variants_are_written_atomically_listed_and_read_back(writer, monkeypatch):
+    from precompute.store import ExperimentWriter, RunStore
+
+    saver = ExperimentWriter(writer)
+    folder = saver.save_variant(_variant("p-1"), {"projection.pt": b"x", "cleaning.csv": b"path\n"})
+    assert sorted(p.name for p in folder.iterdir()) == ["cleaning.csv", "projection.pt", "variant.json"]
+    store = RunStore(writer.root)  # a fresh reader, as after an app restart
+    [record] = store.variants()
+    assert record.id == "p-1" and record.files == ["cleaning.csv", "projection.pt"]
+    assert record.report["clean_accuracy"]["after"] == 0.89
+    assert store.variant("p-1").layer == "classifier.3:input"
+    assert store.variant_path("p-1", "cleaning.csv").read_bytes() == b"path\n"
+    with pytest.raises(StoreError, match="exists already"):
+        saver.save_variant(_variant("p-2", name="p-1"), {})
+    with pytest.raises(StoreError, match="unknown model variant"):
+        store.variant("nope")
+    with pytest.raises(StoreError):
+        store.variant_path("p-1", "../manifest.json")
+    with pytest.raises(StoreError):
+        saver.save_variant(_variant("../evil"), {})
+
+    def fail(path, data):  # dies while writing the files: nothing is listed, nothing is left
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr("precompute.store.writer.write_bytes_durable", fail)
+    with pytest.raises(OSError):
+        saver.save_variant(_variant("p-3"), {"weights.pt": b"w"})
+    assert [v.id for v in RunStore(writer.root).variants()] == ["p-1"]
+    assert sorted(p.name for p in store.variants_dir.iterdir()) == ["p-1"]
