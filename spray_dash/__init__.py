@@ -12,7 +12,7 @@ from typing import Optional
 
 __all__ = ["create_app", "ASSETS_DIR", "PAGES"]
 
-PAGES = ("leaderboard", "explorer", "lab", "not_found_404")
+PAGES = ("leaderboard", "explorer", "lab", "unhans", "not_found_404")
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
@@ -63,6 +63,7 @@ def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "Sp
             html.Nav(className="topnav", children=[
                 dcc.Link("Leaderboard", href="/", className="topnav-link"),
                 dcc.Link("Artifact lab", href="/lab", className="topnav-link"),
+                dcc.Link("Un-Hans", href="/unhans", className="topnav-link"),
             ]),
             html.Span(className="topbar-run", title=f"run {info['name']}",
                       children=f"{info['model']} · {info['classes_total']} classes"),

@@ -2,14 +2,18 @@
 
 Reads go through :class:`precompute.store.RunStore` (the schema module) and are
 memoised with flask-caching, so a class is read from disk once and then served from
-memory; nothing here recomputes what precompute stored. The app's only writes, the
-artifact lab's drafts and experiments, go through
-:class:`precompute.store.ExperimentWriter` into ``RUN/experiments``. Pages, routes and
-views call the functions below and never open files or the store themselves
-(``tests/spray_dash/test_layering.py`` checks this).
+memory; nothing here recomputes what precompute stored. The app's writes, the
+artifact lab's drafts and experiments and the Un-Hans page's model variants, go through
+:class:`precompute.store.ExperimentWriter` into ``RUN/experiments`` and ``RUN/variants``.
+Pages, routes and views call the functions below and never open files or the store
+themselves (``tests/spray_dash/test_layering.py`` checks this).
+
+This module is long on purpose: being the app's one door to the disk, it holds every read
+and write of every page, in sections (classes, artifacts and experiments, model variants).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -51,6 +55,15 @@ __all__ = [
     "save_proposal",
     "save_box",
     "run_experiment",
+    "variants",
+    "variant",
+    "variant_file",
+    "variant_cleaning",
+    "run_unhans",
+    "variant_heatmaps",
+    "variant_loading_text",
+    "cluster_selection",
+    "unhans_spec",
 ]
 
 cache = Cache()
@@ -367,3 +380,109 @@ def run_experiment(runner: Callable, subject: Artifact, spec, *, progress=None, 
 def class_names() -> List[dict]:
     """``{"id", "name"}`` of every finished class, by name."""
     return sorted(({"id": row["id"], "name": row["name"]} for row in leaderboard()), key=lambda row: row["name"])
+
+
+# -- model variants (ClArC corrections) -------------------------------------------------------
+def variants() -> list:
+    """The run's model variants (:class:`precompute.store.Variant`), newest first."""
+    return store().variants()
+
+
+def variant(variant_id: str):
+    """One variant record; :class:`StoreError` for an unknown id."""
+    return store().variant(variant_id)
+
+
+def variant_file(variant_id: str, name: str) -> bytes:
+    """A file saved with a variant (``cleaning.csv``, ``weights.pt``, ...)."""
+    return store().variant_path(variant(variant_id).id, name).read_bytes()
+
+
+@cache.memoize()
+def variant_cleaning(variant_id: str) -> List[dict]:
+    """The variant's cleaning list, highest score first, each row with its ``class_id`` and ``index``."""
+    rows = store().variant_cleaning(variant_id)
+    where = {}
+    for row in leaderboard():
+        for index, path in enumerate(class_view(row["id"]).paths):
+            where[str(path)] = (row["id"], index)
+    return [{**row, "class_id": where.get(row["path"], (None, None))[0],
+             "index": where.get(row["path"], (None, None))[1]} for row in rows]
+
+
+def variant_loading_text(record) -> str:
+    """How to load the exported variant without SpRAy Studio (for the zip's LOADING.txt)."""
+    info = store().manifest_record().model
+    return (f"Model variant {record.id}: {record.method} of run {run_name()} for class "
+            f"{record.origin.get('name')} at layer {record.layer}.\n"
+            f"Architecture: {info.spec} ({info.num_classes} classes), input {info.image_size} px, "
+            f"normalisation {info.normalization}. Base weights SHA-256: {record.base_weights_sha256}.\n\n"
+            "weights.pt (A-/RR-ClArC): a plain state_dict of the corrected model:\n"
+            "    model.load_state_dict(torch.load('weights.pt', weights_only=True))\n"
+            "projection.pt (P-ClArC): the run's own weights, then for each entry p of\n"
+            "    torch.load('projection.pt', weights_only=True)\n"
+            "a forward hook on p['layer'] ('NAME' = output of that module, 'NAME:input' = its input) that maps\n"
+            "each flattened activation a to a + v (r - v.a) (mode 'full') or a - v max(0, v.a - r) (mode\n"
+            "'excess'), with v = p['vector'], r = p['reference'], mode = p['mode'].\n"
+            "With SpRAy Studio: precompute.clarc.apply_variant(model, FOLDER), or\n"
+            "    python -m precompute run ... --variant FOLDER\n")
+
+
+def cluster_selection(cid: str, text: str) -> List[int]:
+    """Indices of ``CLUSTERING/cluster-C`` in class ``cid`` (ConfigError for an unknown one)."""
+    from precompute.clarc.unhans import selection_from_cluster
+
+    return selection_from_cluster(store(), cid, text)
+
+
+def unhans_spec(*, origin_id: str, indices: Sequence[int], source: str, method: str, layer: Optional[str],
+                cav: str, artifact: Optional[str], epochs: int, name: Optional[str]):
+    """A checked :class:`precompute.clarc.unhans.UnhansSpec` (the selection, the name and the recipe)."""
+    from precompute.clarc.corrections import default_recipe
+    from precompute.clarc.unhans import UnhansSpec, check_name_free, check_selection
+
+    check_selection(store(), origin_id, indices)
+    check_name_free(store(), name)
+    return UnhansSpec(origin_id=origin_id, selection=list(indices), selection_source=source, method=method,
+                      layer=layer, cav=cav, artifact=artifact, recipe=default_recipe(method, epochs=epochs), name=name)
+
+
+def run_unhans(spec, *, progress=None, cancel=None) -> str:
+    """Correct the run's model (:func:`precompute.clarc.unhans.run_unhans`), save the variant, return its id."""
+    from precompute.clarc.unhans import run_unhans as correct, save_variant
+
+    def report(done, total, _text):
+        if progress:
+            progress(done, total)
+
+    result = correct(store(), spec, progress=report, cancel=cancel)
+    save_variant(store(), result)
+    return result.record.id
+
+
+def variant_heatmaps(variant_id: str, cid: str, indices: Sequence[int]) -> List[tuple]:
+    """Live heatmaps of samples of class ``cid`` w.r.t. the variant's origin class: ``(image, original, corrected)``
+    WebP bytes per sample, from the run's model and from the corrected one."""
+    from precompute.clarc import load_variant_model
+    from precompute.lab import ModelSession, model_inputs
+    from precompute.lab.session import to_tensor
+    from precompute.thumbs import heatmap_thumbnail, image_thumbnail
+
+    record = variant(variant_id)
+    key = (str(store().root), record.id)
+    with _VARIANT_LOCK:
+        corrected = _VARIANT_SESSIONS.get(key)
+        if corrected is None:
+            corrected = _VARIANT_SESSIONS[key] = ModelSession(store(), model=load_variant_model(store(), record.id))
+    original = ModelSession.for_store(store())
+    paths = [class_view(cid).paths[int(i)] for i in indices]
+    images = to_tensor(model_inputs(store(), paths))
+    targets = [int(record.origin["label"])] * len(paths)
+    before, after = original.heatmaps(images, targets), corrected.heatmaps(images, targets)
+    raw = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    return [(image_thumbnail(raw[j], 160), heatmap_thumbnail(before[j], 160), heatmap_thumbnail(after[j], 160))
+            for j in range(len(paths))]
+
+
+_VARIANT_SESSIONS: Dict[tuple, object] = {}
+_VARIANT_LOCK = threading.Lock()

@@ -210,11 +210,11 @@ def tau_overview_bars(taus: Sequence[Optional[float]], names: Sequence[str], *, 
 
 
 def delta_histogram(artifact: Sequence[float], control: Sequence[float], *, label: str = "Δ p(origin)",
-                    height: int = 260) -> go.Figure:
-    """Overlaid histograms of per-sample changes for the artifact and its control."""
+                    height: int = 260, names: Tuple[str, str] = ("artifact", "control")) -> go.Figure:
+    """Overlaid histograms of per-sample changes: the artifact's and its control's (or any two ``names``)."""
     fig = go.Figure()
-    fig.add_trace(go.Histogram(x=list(artifact), name="artifact", marker_color="#ee6c4d", opacity=0.75, nbinsx=30))
-    fig.add_trace(go.Histogram(x=list(control), name="control", marker_color="#98a6b8", opacity=0.75, nbinsx=30))
+    fig.add_trace(go.Histogram(x=list(artifact), name=names[0], marker_color="#ee6c4d", opacity=0.75, nbinsx=30))
+    fig.add_trace(go.Histogram(x=list(control), name=names[1], marker_color="#98a6b8", opacity=0.75, nbinsx=30))
     fig.update_layout(
         barmode="overlay", height=height, margin=dict(l=40, r=10, t=10, b=36), font=_FONT, plot_bgcolor="white",
         xaxis=dict(title=label, gridcolor="#eef0f4", zeroline=True, zerolinecolor="#c9d1dc"),

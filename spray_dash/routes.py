@@ -5,7 +5,9 @@
 * ``/export/<class id>.<csv|json>?sel=<mask token>&clustering=<name>``: a selection's table;
 * ``/artifact/<artifact id>.png``: an artifact of the lab (library or draft);
 * ``/experiment/<experiment id>/<file>``: an experiment's thumbnails;
-* ``/experiment/<experiment id>.<csv|json>``: an experiment's record, per sample.
+* ``/experiment/<experiment id>.<csv|json>``: an experiment's record, per sample;
+* ``/variant/<variant id>/cleaning.csv``: a model variant's cleaning list;
+* ``/variant/<variant id>.zip``: a model variant (record, weights or projection, CAV, cleaning list) and how to load it.
 
 Only ids, kinds and indices that exist in the store are served; anything else,
 including path tricks, gets a plain 404. Thumbnails and prototypes are immutable for
@@ -27,7 +29,7 @@ from . import data
 from .selection import decode_mask, export_csv, export_json, export_rows
 
 __all__ = ["blueprint", "thumb_url", "prototype_url", "export_url", "artifact_url", "experiment_file_url",
-           "experiment_export_url"]
+           "experiment_export_url", "variant_cleaning_url", "variant_zip_url"]
 
 blueprint = Blueprint("spray_routes", __name__)
 
@@ -201,7 +203,52 @@ def experiment_export(exp_id: str, fmt: str) -> Response:
     return response
 
 
-_DATA_PREFIXES = ("/thumb/", "/prototype/", "/export/", "/artifact/", "/experiment/")
+def variant_cleaning_url(variant_id: str) -> str:
+    return f"/variant/{variant_id}/cleaning.csv"
+
+
+def variant_zip_url(variant_id: str) -> str:
+    return f"/variant/{variant_id}.zip"
+
+
+VARIANT_FILES = ("variant.json", "weights.pt", "projection.pt", "concept.pt", "cleaning.csv")
+
+
+def _variant_or_404(variant_id: str):
+    if not _RECORD_ID.match(variant_id):
+        abort(404)
+    try:
+        return data.variant(variant_id)
+    except StoreError:
+        abort(404)
+
+
+@blueprint.route("/variant/<variant_id>/cleaning.csv")
+def variant_cleaning(variant_id: str) -> Response:
+    record = _variant_or_404(variant_id)
+    response = Response(data.variant_file(record.id, "cleaning.csv"), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{record.id}-cleaning.csv"'
+    return response
+
+
+@blueprint.route("/variant/<variant_id>.zip")
+def variant_zip(variant_id: str) -> Response:
+    """The variant's files and LOADING.txt (the loader's documentation), as one zip."""
+    import zipfile
+
+    record = _variant_or_404(variant_id)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in VARIANT_FILES:
+            if name == "variant.json" or name in record.files:
+                archive.writestr(f"{record.id}/{name}", data.variant_file(record.id, name))
+        archive.writestr(f"{record.id}/LOADING.txt", data.variant_loading_text(record))
+    response = Response(buffer.getvalue(), mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{record.id}.zip"'
+    return response
+
+
+_DATA_PREFIXES = ("/thumb/", "/prototype/", "/export/", "/artifact/", "/experiment/", "/variant/")
 
 
 @blueprint.before_app_request

@@ -11,8 +11,6 @@ import csv
 import io
 from typing import Callable, Dict, List, Optional, Sequence
 
-import numpy as np
-
 from ..store import RunStore
 from .concept import Concept
 from .layers import LayerRef, capture_activations
@@ -67,15 +65,3 @@ def cleaning_csv(rows: Sequence[Dict[str, object]]) -> bytes:
 def top_elsewhere(rows: Sequence[Dict[str, object]], origin_name: str, n: int = 24) -> List[Dict[str, object]]:
     """The ``n`` highest-scoring samples of classes other than the origin (the artifact elsewhere)."""
     return [row for row in rows if row["class"] != origin_name][:n]
-
-
-def read_cleaning_csv(data: bytes) -> List[Dict[str, object]]:
-    """Rows of a cleaning CSV (``score`` as float, ``in_selection`` as int)."""
-    reader = csv.DictReader(io.StringIO(data.decode()))
-    return [{"path": r["path"], "class": r["class"], "score": float(r["score"]),
-             "in_selection": int(r["in_selection"])} for r in reader]
-
-
-def score_percentiles(rows: Sequence[Dict[str, object]]) -> Dict[str, float]:
-    scores = np.array([row["score"] for row in rows], float)
-    return {f"p{q}": float(np.percentile(scores, q)) for q in (50, 90, 99)} if len(scores) else {}

@@ -32,6 +32,7 @@ from .layout import (
     SUMMARY,
     THUMB_KINDS,
     TRUTH,
+    CLEANING,
     VARIANT_RECORD,
     VARIANTS_DIR,
     checked_file_name,
@@ -323,3 +324,13 @@ class RunStore:
         if not path.is_file():
             raise StoreError(f"model variant {variant_id!r} has no file {name!r}")
         return path
+
+    def variant_cleaning(self, variant_id: str) -> List[Dict[str, Any]]:
+        """The variant's cleaning list (``cleaning.csv``): ``path``, ``class``, ``score`` (float) and
+        ``in_selection`` (int) per sample, highest score first."""
+        import csv
+        import io
+
+        text = self.variant_path(self.variant(variant_id).id, CLEANING).read_text(encoding="utf-8")
+        return [{"path": row["path"], "class": row["class"], "score": float(row["score"]),
+                 "in_selection": int(row["in_selection"])} for row in csv.DictReader(io.StringIO(text))]

@@ -22,6 +22,7 @@ from .. import explorer_components as parts
 from ..routes import export_url, prototype_url
 from ..selection import ViewState, decode_mask, encode_mask, indices_from_selected_data, page_slice, \
     parse_view_state, view_query
+from ..url_sync import sync_url
 
 
 PER_PAGE = 48
@@ -251,6 +252,13 @@ def propose_enabled(selection):
     return not (selection and selection.get("token"))
 
 
+@callback(Output(ids.TO_UNHANS, "href"), Input(ids.SELECTION, "data"), State(ids.CLASS_ID, "data"))
+def unhans_link(selection, cid):
+    """The Un-Hans page with this selection as the artifact samples (or without one)."""
+    token = selection.get("token") if selection else None
+    return "/unhans?" + urlencode({"concept": f"{cid}:{token}"}) if token and cid else "/unhans"
+
+
 @callback(
     # href, not pathname/search: dcc.Location prefers a changed href, and ours is stale
     # because the view's URL is kept with history.replaceState
@@ -364,17 +372,7 @@ def url_for_view(stored_view, selection, page, cid):
     return f"/class/{quote(view.name)}{view_query(state)}"
 
 
-clientside_callback(
-    """function (url) {
-        if (url && window.location.pathname + window.location.search !== url) {
-            window.history.replaceState(window.history.state, "", url);
-        }
-        return window.dash_clientside.no_update;
-    }""",
-    Output(ids.URL_SYNC_DONE, "data"),
-    Input(ids.URL_SYNC, "data"),
-    prevent_initial_call=True,
-)
+sync_url(ids.URL_SYNC, ids.URL_SYNC_DONE)
 
 clientside_callback(
     """function (hover, cid, captions) {

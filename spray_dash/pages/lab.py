@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import dash
 import dash_ag_grid as dag
-from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from precompute.errors import SprayError, StoreError
 from precompute.lab import ARTIFACT_LIMITS
@@ -23,6 +23,7 @@ from .. import lab_components as parts
 from ..jobs import JobState, jobs
 from ..routes import artifact_url
 from ..selection import decode_mask
+from ..url_sync import sync_url
 
 EXPERIMENTS_PAGE_SIZE = 10
 EXPERIMENTS_PAGE_SIZES = [10, 25, 50]  # AG Grid warns (#94, #95) unless the page size is one of these
@@ -359,14 +360,4 @@ def url_for_lab(artifact_id, origin_id, exp_id, removal):
     return "/lab" + ("?" + urlencode(params) if params else "")
 
 
-clientside_callback(
-    """function (url) {
-        if (url && window.location.pathname + window.location.search !== url) {
-            window.history.replaceState(window.history.state, "", url);
-        }
-        return window.dash_clientside.no_update;
-    }""",
-    Output(ids.LAB_URL_SYNC_DONE, "data"),
-    Input(ids.LAB_URL_SYNC, "data"),
-    prevent_initial_call=True,
-)
+sync_url(ids.LAB_URL_SYNC, ids.LAB_URL_SYNC_DONE)

@@ -2,13 +2,10 @@
 import struct
 import zlib
 
-import numpy as np
 import pytest
 
-from precompute.evaluate import read_truth
-from precompute.store import RunStore
 from tests.e2e.conftest import needs_chromium
-from tests.helpers.plot_geometry import lasso_around, read_scatter
+from tests.helpers.plot_geometry import lasso_artifact_carriers
 
 pytestmark = needs_chromium
 
@@ -25,18 +22,7 @@ def images_loaded(page, selector):
 
 
 def test_lasso_propose_paste_and_remove(page, server, e2e_run, artifacts_dir):
-    store = RunStore(e2e_run)
-    cid = store.id_for_name("star")
-    truth = read_truth(e2e_run / "truth.csv")
-    carriers = np.array([bool(truth[str(p)][1]) for p in store.arrays(cid)["paths"]])
-
-    page.goto(server.url + "/class/star")
-    page.wait_for_function("document.querySelector('#embedding .js-plotly-plot')?._fullData?.[0]?.x?.length > 0")
-    scatter = read_scatter(page, "embedding")
-    group = scatter["pixels"][carriers[scatter["ids"]]]
-    distance = np.linalg.norm(group - np.median(group, axis=0), axis=1)
-    _, selected = lasso_around(page, group[distance <= np.quantile(distance, 0.9)], scatter["pixels"])
-    page.wait_for_function(f"document.querySelector('#selection-summary b')?.innerText === '{int(selected.sum())}'")
+    selected = lasso_artifact_carriers(page, server.url, e2e_run, "star")
 
     page.click("#explorer-propose")
     page.wait_for_url("**/lab?*")

@@ -97,3 +97,22 @@ def lasso_around(page, pixels_of_group: np.ndarray, all_pixels: np.ndarray,
         page.mouse.move(*vertex, steps=8)
     page.mouse.up()
     return polygon, inside(polygon, all_pixels)
+
+
+def lasso_artifact_carriers(page, url: str, run_dir, class_name: str = "star") -> np.ndarray:
+    """Open ``class_name`` in the explorer at ``url`` and lasso most of the samples that carry its
+    planted artifact (``run_dir/truth.csv``); returns the selected mask (n,) once the page shows it."""
+    from precompute.evaluate import read_truth
+    from precompute.store import RunStore
+
+    store = RunStore(run_dir)
+    truth = read_truth(store.root / "truth.csv")
+    carriers = np.array([bool(truth[str(p)][1]) for p in store.arrays(store.id_for_name(class_name))["paths"]])
+    page.goto(f"{url}/class/{class_name}")
+    page.wait_for_function("document.querySelector('#embedding .js-plotly-plot')?._fullData?.[0]?.x?.length > 0")
+    scatter = read_scatter(page, "embedding")
+    group = scatter["pixels"][carriers[scatter["ids"]]]
+    distance = np.linalg.norm(group - np.median(group, axis=0), axis=1)
+    _, selected = lasso_around(page, group[distance <= np.quantile(distance, 0.9)], scatter["pixels"])
+    page.wait_for_function(f"document.querySelector('#selection-summary b')?.innerText === '{int(selected.sum())}'")
+    return selected
