@@ -1,4 +1,4 @@
-"""Command line: ``python -m precompute {run,demo,evaluate,paste,unhans} ...``.
+"""Command line: ``python -m precompute {run,demo,evaluate,paste,unhans,index,similar} ...``.
 
 Errors a user can cause are printed as one ``error:`` line naming the file and the
 reason (exit status 2); an interrupted run says how to resume (exit status 130).
@@ -132,7 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     paste.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     paste.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_unhans(commands)
+    _add_search(commands)
     return parser
+
+
+def _add_search(commands) -> None:
+    index = commands.add_parser("index", help="(re)build the run's similarity index (run does it when it finishes)")
+    index.add_argument("run", type=Path, help="run directory")
+    similar = commands.add_parser(
+        "similar", help="the samples of every class whose relevance lies where a selection's does",
+        description="Queries the run's similarity index (pooled |relevance|, cosine). Prints one JSON object on "
+                    "the last line of stdout: {\"results\": [{\"class\", \"path\", \"score\"}, ...]}, best first.")
+    similar.add_argument("run", type=Path, help="run directory")
+    similar.add_argument("--class", dest="origin", required=True, help="the class of the query samples")
+    which = similar.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cluster", help="query by this cluster's prototype: CLUSTERING/cluster-C")
+    which.add_argument("--sample", help="query by one sample: its path relative to the data root")
+    similar.add_argument("--top", type=_positive_int, default=50, help="number of results (default 50)")
+    similar.add_argument("--other-classes", action="store_true", help="leave out the query's own class")
 
 
 def _add_unhans(commands) -> None:
@@ -285,10 +302,8 @@ def _cmd_unhans(args: argparse.Namespace) -> int:
     store, origin_id = _origin(args)
     if not store.has_class(origin_id):
         raise ConfigError(f"--origin {args.origin!r}: the class is not analysed yet in {store.root}")
-    from .clarc.unhans import (
-        UnhansSpec, check_name_free, check_selection, run_unhans, save_variant, selection_from_cluster,
-        selection_from_file,
-    )
+    from .clarc.unhans import UnhansSpec, check_name_free, run_unhans, save_variant
+    from .samples import check_selection, selection_from_cluster, selection_from_file
     from .clarc import variant_summary
     from .clarc.corrections import default_recipe
 
@@ -321,8 +336,38 @@ def _cmd_unhans(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_index(args: argparse.Namespace) -> int:
+    from .search import build_search_index
+    from .store import RunStore
+
+    RunStore(args.run)  # a clear error for a folder that is not a run
+    meta = build_search_index(args.run, force=True)
+    print(f"indexed {meta['count']} samples of {len(meta['classes'])} classes in {args.run / 'search'}",
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_similar(args: argparse.Namespace) -> int:
+    from .search import find_similar
+
+    store, origin_id = _origin(args)
+    if args.cluster:
+        from .samples import selection_from_cluster
+
+        indices = selection_from_cluster(store, origin_id, args.cluster)
+    else:
+        paths = [str(p) for p in store.arrays(origin_id)["paths"]]
+        if args.sample not in paths:
+            raise ConfigError(f"--sample {args.sample!r}: not a sample of class {args.origin} "
+                              f"(paths are relative to the data root, e.g. {paths[0]!r})")
+        indices = [paths.index(args.sample)]
+    results = find_similar(store, cid=origin_id, indices=indices, top=args.top, other_classes=args.other_classes)
+    print(json.dumps({"results": [{k: row[k] for k in ("class", "path", "score")} for row in results]}))
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "paste": _cmd_paste,
-            "unhans": _cmd_unhans}
+            "unhans": _cmd_unhans, "index": _cmd_index, "similar": _cmd_similar}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

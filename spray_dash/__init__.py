@@ -12,7 +12,7 @@ from typing import Optional
 
 __all__ = ["create_app", "ASSETS_DIR", "PAGES"]
 
-PAGES = ("leaderboard", "explorer", "lab", "unhans", "not_found_404")
+PAGES = ("leaderboard", "explorer", "lab", "unhans", "similar", "not_found_404")
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 

@@ -13,6 +13,7 @@ and write of every page, in sections (classes, artifacts and experiments, model 
 """
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,12 +59,16 @@ __all__ = [
     "variants",
     "variant",
     "variant_file",
-    "variant_cleaning",
-    "run_unhans",
-    "variant_heatmaps",
+    "locate_sample",
+    "variant_cleaning_elsewhere",
     "variant_loading_text",
+    "default_layer",
+    "run_unhans",
+    "HEATMAP_MODELS",
+    "variant_heatmap",
     "cluster_selection",
     "unhans_spec",
+    "similar",
 ]
 
 cache = Cache()
@@ -78,6 +83,7 @@ def configure(server, run_dir: Path, cache_config: Optional[dict] = None) -> Run
     cache.init_app(server, config=config)
     with server.app_context():
         cache.clear()
+    _state.clear()
     _state["store"] = opened
     return opened
 
@@ -399,90 +405,171 @@ def variant_file(variant_id: str, name: str) -> bytes:
 
 
 @cache.memoize()
-def variant_cleaning(variant_id: str) -> List[dict]:
-    """The variant's cleaning list, highest score first, each row with its ``class_id`` and ``index``."""
-    rows = store().variant_cleaning(variant_id)
-    where = {}
-    for row in leaderboard():
-        for index, path in enumerate(class_view(row["id"]).paths):
-            where[str(path)] = (row["id"], index)
-    return [{**row, "class_id": where.get(row["path"], (None, None))[0],
-             "index": where.get(row["path"], (None, None))[1]} for row in rows]
+def _sample_index(cid: str) -> Dict[str, int]:
+    return {str(path): index for index, path in enumerate(store().arrays(cid)["paths"])}
+
+
+def locate_sample(class_name: str, path: str) -> Optional[tuple]:
+    """``(class id, index)`` of the sample ``path`` (relative to the data root) of class ``class_name``, or None."""
+    cid = class_id_for_name(class_name)
+    index = _sample_index(cid).get(str(path)) if cid else None
+    return None if index is None else (cid, index)
+
+
+@cache.memoize()
+def variant_cleaning_elsewhere(variant_id: str, n: int = 24) -> List[dict]:
+    """The ``n`` highest cleaning scores outside the variant's class of origin: the artifact elsewhere.
+
+    Rows of ``cleaning.csv`` (``path``, ``class``, ``score``, ``in_selection``) with the sample's
+    ``class_id`` and ``index`` in the run; samples the run does not hold are passed over. The
+    whole list is never kept in memory (it scores every sample of the run).
+    """
+    origin = variant(variant_id).origin.get("name")
+    found = []
+    for row in store().variant_cleaning(variant_id):
+        where = locate_sample(row["class"], row["path"]) if row["class"] != origin else None
+        if where is not None:
+            found.append({**row, "class_id": where[0], "index": where[1]})
+            if len(found) >= n:
+                break
+    return found
+
+
+@functools.lru_cache(maxsize=None)
+def _docstring(*module: str) -> str:
+    """The docstring of a module of ``precompute``, read without importing it (that would import torch)."""
+    import ast
+
+    import precompute
+
+    path = Path(precompute.__file__).resolve().parent.joinpath(*module[:-1], module[-1] + ".py")
+    return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
 
 
 def variant_loading_text(record) -> str:
-    """How to load the exported variant without SpRAy Studio (for the zip's LOADING.txt)."""
+    """``LOADING.txt`` of an exported variant: what it is, then how to load it without SpRAy Studio
+    (the docstrings of :mod:`precompute.clarc.variants` and, for a projection, :mod:`precompute.clarc.projection`)."""
     info = store().manifest_record().model
-    return (f"Model variant {record.id}: {record.method} of run {run_name()} for class "
-            f"{record.origin.get('name')} at layer {record.layer}.\n"
-            f"Architecture: {info.spec} ({info.num_classes} classes), input {info.image_size} px, "
-            f"normalisation {info.normalization}. Base weights SHA-256: {record.base_weights_sha256}.\n\n"
-            "weights.pt (A-/RR-ClArC): a plain state_dict of the corrected model:\n"
-            "    model.load_state_dict(torch.load('weights.pt', weights_only=True))\n"
-            "projection.pt (P-ClArC): the run's own weights, then for each entry p of\n"
-            "    torch.load('projection.pt', weights_only=True)\n"
-            "a forward hook on p['layer'] ('NAME' = output of that module, 'NAME:input' = its input) that maps\n"
-            "each flattened activation a to a + v (r - v.a) (mode 'full') or a - v max(0, v.a - r) (mode\n"
-            "'excess'), with v = p['vector'], r = p['reference'], mode = p['mode'].\n"
-            "With SpRAy Studio: precompute.clarc.apply_variant(model, FOLDER), or\n"
-            "    python -m precompute run ... --variant FOLDER\n")
+    parts = [
+        f"Model variant {record.id} of run {run_name()}: {record.method} for class {record.origin.get('name')} at "
+        f"layer {record.layer}.\nArchitecture {info.spec} ({info.num_classes} classes), input {info.image_size} px, "
+        f"normalisation {info.normalization}; base weights SHA-256 {record.base_weights_sha256}.",
+        "Files: " + ", ".join(["variant.json"] + sorted(record.files)) + ".",
+        _docstring("clarc", "variants"),
+    ]
+    if "projection.pt" in record.files:
+        mode = (record.params or {}).get("projection")
+        parts.append((f"This variant's projection mode: {mode}.\n" if mode else "") + _docstring("clarc", "projection"))
+    parts.append("With SpRAy Studio: precompute.clarc.apply_variant(model, FOLDER), or python -m precompute run ... "
+                 "--variant FOLDER.")
+    return "\n\n".join(parts) + "\n"
+
+
+def default_layer() -> Optional[str]:
+    """The layer a blank layer field means, if known without loading the model (torch), else None.
+
+    Known once a correction with the default layer ran in this process, or from a stored
+    variant that records that no layer was asked for (``params["layer_requested"]`` is None).
+    """
+    if _state.get("default_layer"):
+        return str(_state["default_layer"])
+    for record in variants():
+        if "layer_requested" in (record.params or {}) and record.params["layer_requested"] is None:
+            return record.layer
+    return None
 
 
 def cluster_selection(cid: str, text: str) -> List[int]:
     """Indices of ``CLUSTERING/cluster-C`` in class ``cid`` (ConfigError for an unknown one)."""
-    from precompute.clarc.unhans import selection_from_cluster
+    from precompute.samples import selection_from_cluster
 
     return selection_from_cluster(store(), cid, text)
 
 
 def unhans_spec(*, origin_id: str, indices: Sequence[int], source: str, method: str, layer: Optional[str],
-                cav: str, artifact: Optional[str], epochs: int, name: Optional[str]):
-    """A checked :class:`precompute.clarc.unhans.UnhansSpec` (the selection, the name and the recipe)."""
+                cav: str, artifact: Optional[str], position: str = "original", epochs: Optional[int] = None,
+                lr: Optional[float] = None, name: Optional[str] = None):
+    """A checked :class:`precompute.clarc.unhans.UnhansSpec`: the selection, the name and the fine-tuning
+    recipe (``epochs`` and ``lr``; None keeps the method's default) are checked before any work is done."""
     from precompute.clarc.corrections import default_recipe
-    from precompute.clarc.unhans import UnhansSpec, check_name_free, check_selection
+    from precompute.clarc.unhans import UnhansSpec, check_name_free
+    from precompute.samples import check_selection
 
     check_selection(store(), origin_id, indices)
     check_name_free(store(), name)
     return UnhansSpec(origin_id=origin_id, selection=list(indices), selection_source=source, method=method,
-                      layer=layer, cav=cav, artifact=artifact, recipe=default_recipe(method, epochs=epochs), name=name)
+                      layer=layer, cav=cav, artifact=artifact, position=position,
+                      recipe=default_recipe(method, epochs=epochs, lr=lr), name=name)
 
 
 def run_unhans(spec, *, progress=None, cancel=None) -> str:
-    """Correct the run's model (:func:`precompute.clarc.unhans.run_unhans`), save the variant, return its id."""
+    """Correct the run's model (:func:`precompute.clarc.unhans.run_unhans`), save the variant, return its id.
+
+    ``progress(done, total, text)`` says what runs now. The run's model is loaded afresh (never
+    the lab's session's, whose model is canonized while its attributor is entered).
+    """
     from precompute.clarc.unhans import run_unhans as correct, save_variant
 
-    def report(done, total, _text):
-        if progress:
-            progress(done, total)
-
-    result = correct(store(), spec, progress=report, cancel=cancel)
+    result = correct(store(), spec, progress=progress, cancel=cancel)
     save_variant(store(), result)
+    if spec.layer is None:
+        _state["default_layer"] = result.record.layer
     return result.record.id
 
 
-def variant_heatmaps(variant_id: str, cid: str, indices: Sequence[int]) -> List[tuple]:
-    """Live heatmaps of samples of class ``cid`` w.r.t. the variant's origin class: ``(image, original, corrected)``
-    WebP bytes per sample, from the run's model and from the corrected one."""
+def _corrected_session(record):
     from precompute.clarc import load_variant_model
-    from precompute.lab import ModelSession, model_inputs
-    from precompute.lab.session import to_tensor
-    from precompute.thumbs import heatmap_thumbnail, image_thumbnail
+    from precompute.lab import ModelSession
 
-    record = variant(variant_id)
-    key = (str(store().root), record.id)
+    key = (str(store().root), record.id, record.created)
     with _VARIANT_LOCK:
-        corrected = _VARIANT_SESSIONS.get(key)
-        if corrected is None:
-            corrected = _VARIANT_SESSIONS[key] = ModelSession(store(), model=load_variant_model(store(), record.id))
-    original = ModelSession.for_store(store())
-    paths = [class_view(cid).paths[int(i)] for i in indices]
-    images = to_tensor(model_inputs(store(), paths))
-    targets = [int(record.origin["label"])] * len(paths)
-    before, after = original.heatmaps(images, targets), corrected.heatmaps(images, targets)
-    raw = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-    return [(image_thumbnail(raw[j], 160), heatmap_thumbnail(before[j], 160), heatmap_thumbnail(after[j], 160))
-            for j in range(len(paths))]
+        session = _VARIANT_SESSIONS.pop(key, None)
+        if session is None:
+            session = ModelSession(store(), model=load_variant_model(store(), record.id))
+        _VARIANT_SESSIONS[key] = session  # most recently used last
+        while len(_VARIANT_SESSIONS) > MAX_VARIANT_SESSIONS:
+            del _VARIANT_SESSIONS[next(iter(_VARIANT_SESSIONS))]  # dropped, not closed: a request may still use it
+    return session
 
 
+def _original_session(_record):
+    from precompute.lab import ModelSession
+
+    return ModelSession.for_store(store())
+
+
+#: The models whose live heatmaps the Un-Hans page compares: the run's and the variant's.
+HEATMAP_MODELS: Dict[str, Callable] = {"original": _original_session, "corrected": _corrected_session}
+MAX_VARIANT_SESSIONS = 4
 _VARIANT_SESSIONS: Dict[tuple, object] = {}
 _VARIANT_LOCK = threading.Lock()
+
+
+@cache.memoize()
+def variant_heatmap(variant_id: str, index: int, model: str) -> bytes:
+    """WebP of the live LRP heatmap of sample ``index`` of the variant's class of origin, w.r.t. that
+    class, from ``model`` (a :data:`HEATMAP_MODELS` name). :class:`StoreError` for an unknown variant,
+    sample or model. Loads torch and the model(s) on first use; variant sessions are kept for
+    the :data:`MAX_VARIANT_SESSIONS` variants used last."""
+    record = variant(variant_id)
+    if model not in HEATMAP_MODELS:
+        raise StoreError(f"unknown model {model!r}; known: {', '.join(HEATMAP_MODELS)}")
+    view = class_view(record.origin["id"])
+    if not 0 <= int(index) < view.n:
+        raise StoreError(f"class {view.name} has no sample {index}")
+    from precompute.lab import model_inputs
+    from precompute.lab.session import to_tensor
+    from precompute.thumbs import heatmap_thumbnail
+
+    session = HEATMAP_MODELS[model](record)
+    images = to_tensor(model_inputs(store(), [str(view.paths[int(index)])]))
+    return heatmap_thumbnail(session.heatmaps(images, [int(record.origin["label"])])[0], 160)
+
+
+# -- similarity search --------------------------------------------------------------------------
+def similar(cid: str, indices: Sequence[int], top: int = 60, other_classes: bool = True) -> List[dict]:
+    """The run's samples whose |relevance| lies where the selection's does, best first
+    (:func:`precompute.search.find_similar`; StoreError if the run has no index)."""
+    from precompute.search import find_similar
+
+    return find_similar(store(), cid=cid, indices=indices, top=top, other_classes=other_classes)

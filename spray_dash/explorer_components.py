@@ -176,6 +176,9 @@ def side_panels(spectrum_figure, default_note: str, can_propose: bool) -> List:
                                 title="cut the region this selection's heatmaps share out of a sample, "
                                       "and test it in the artifact lab"),
                     html.Div(id=ids.PROPOSE_MESSAGE, className="message"),
+                    dcc.Link("Find elsewhere →", id=ids.TO_SIMILAR, href="/similar", className="button secondary",
+                             title="the samples of every other class whose relevance lies where this selection's "
+                                   "does"),
                     dcc.Link("Un-Hans this selection →", id=ids.TO_UNHANS, href="/unhans", className="button secondary",
                              title="correct the model for the artifact these samples carry (ClArC), verified "
                                    "before and after"),

@@ -1,4 +1,4 @@
-"""Background jobs of the artifact lab: a thread pool with progress and cancel.
+"""Background jobs of the artifact lab and the Un-Hans page: a thread pool with progress and cancel.
 
 Why threads, not Dash's background callbacks (which start a process per job): the
 lab's jobs share one loaded model (:class:`precompute.lab.ModelSession`). On a GPU,
@@ -22,7 +22,8 @@ from precompute.lab import Cancelled
 
 __all__ = ["JobState", "Job", "JobManager", "jobs"]
 
-Work = Callable[[Callable[[int, int], None], threading.Event], str]
+#: ``work(progress, cancel) -> result id``; ``progress(done, total, text="")`` (the text says what runs now).
+Work = Callable[[Callable[..., None], threading.Event], str]
 
 
 class JobState(str, Enum):
@@ -49,6 +50,7 @@ class Job:
     state: JobState = JobState.QUEUED
     done: int = 0
     total: int = 0
+    text: str = ""
     result: Optional[str] = None
     error: Optional[str] = None
     created: float = field(default_factory=time.time)
@@ -57,7 +59,7 @@ class Job:
     def public(self) -> Dict[str, object]:
         """JSON-ready status."""
         return {"id": self.id, "kind": self.kind, "state": self.state.value, "done": self.done, "total": self.total,
-                "result": self.result, "error": self.error}
+                "text": self.text, "result": self.result, "error": self.error}
 
 
 class JobManager:
@@ -78,7 +80,10 @@ class JobManager:
         self._keep = keep
 
     def submit(self, kind: str, work: Work) -> str:
-        """Start ``work(progress, cancel) -> result id`` and return the job id."""
+        """Start ``work(progress, cancel) -> result id`` and return the job id.
+
+        ``work`` reports with ``progress(done, total)`` or ``progress(done, total, text)``.
+        """
         job = Job(id=uuid.uuid4().hex, kind=kind)
         with self._lock:
             self._jobs[job.id] = job
@@ -92,8 +97,8 @@ class JobManager:
             return
         job.state = JobState.RUNNING
 
-        def progress(done: int, total: int) -> None:
-            job.done, job.total = done, total
+        def progress(done: int, total: int, text: str = "") -> None:
+            job.done, job.total, job.text = done, total, str(text or "")
 
         try:
             job.result = work(progress, job.cancel)

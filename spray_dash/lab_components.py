@@ -62,11 +62,15 @@ def facts(rows: Sequence[tuple]) -> List:
 
 
 def progress_bar(status: Dict[str, object]):
-    """A job's progress (``status`` from :meth:`spray_dash.jobs.JobManager.status`)."""
+    """A job's progress (``status`` from :meth:`spray_dash.jobs.JobManager.status`), with what runs now if the
+    job says (its ``text``): then the bar counts in per cent, else in the job's own steps."""
     done, total = status["done"], max(status["total"], 1)
+    text = status.get("text")
+    count = f"{100 * done / total:.0f} %" if text else f"{done}/{status['total'] or '?'}"
     return html.Div(className="progress-track", children=[
         html.Div(className="progress-fill", style={"width": f"{100 * done / total:.0f}%"}),
-        html.Span(className="progress-text", children=f"{status['state']} · {done}/{status['total'] or '?'}"),
+        html.Span(className="progress-text", children=" · ".join(
+            dict.fromkeys(filter(None, (status["state"], text, count))))),  # "done" once, not "done · done"
     ])
 
 
@@ -111,4 +115,19 @@ def results(record: Dict, title: str) -> List:
         ]),
         html.H3("Examples (the paper's Figure 7)"),
         html.Div(className="examples", children=examples),
+    ]
+
+
+def placement_controls(placement_id: str, corner_id: str, x_id: str, y_id: str) -> List:
+    """Where to paste an artifact: the placement, its corner and its x, y (those that do not apply disabled)."""
+    corner_off, x_off, y_off = lab_views.placement_controls_disabled("original")
+    return [
+        html.Label(["place it", dcc.Dropdown(id=placement_id, options=lab_views.PLACEMENTS, value="original",
+                                             clearable=False, searchable=False)]),
+        html.Label(["corner", dcc.Dropdown(id=corner_id, options=CORNERS, value="bl", clearable=False,
+                                           searchable=False, disabled=corner_off)]),
+        html.Div(className="xy", children=[
+            html.Label(["x", dcc.Input(id=x_id, type="number", value=0, step=1, disabled=x_off)]),
+            html.Label(["y", dcc.Input(id=y_id, type="number", value=0, step=1, disabled=y_off)]),
+        ]),
     ]

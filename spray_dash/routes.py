@@ -7,7 +7,8 @@
 * ``/experiment/<experiment id>/<file>``: an experiment's thumbnails;
 * ``/experiment/<experiment id>.<csv|json>``: an experiment's record, per sample;
 * ``/variant/<variant id>/cleaning.csv``: a model variant's cleaning list;
-* ``/variant/<variant id>.zip``: a model variant (record, weights or projection, CAV, cleaning list) and how to load it.
+* ``/variant/<variant id>.zip``: a model variant (record, weights or projection, CAV, cleaning list) and how to load it;
+* ``/variant/<variant id>/heatmap/<index>/<original|corrected>.webp``: a live heatmap of a sample of its class.
 
 Only ids, kinds and indices that exist in the store are served; anything else,
 including path tricks, gets a plain 404. Thumbnails and prototypes are immutable for
@@ -29,7 +30,7 @@ from . import data
 from .selection import decode_mask, export_csv, export_json, export_rows
 
 __all__ = ["blueprint", "thumb_url", "prototype_url", "export_url", "artifact_url", "experiment_file_url",
-           "experiment_export_url", "variant_cleaning_url", "variant_zip_url"]
+           "experiment_export_url", "variant_cleaning_url", "variant_zip_url", "variant_heatmap_url"]
 
 blueprint = Blueprint("spray_routes", __name__)
 
@@ -204,13 +205,21 @@ def experiment_export(exp_id: str, fmt: str) -> Response:
 
 
 def variant_cleaning_url(variant_id: str) -> str:
+    """URL of a variant's cleaning list (CSV)."""
     return f"/variant/{variant_id}/cleaning.csv"
 
 
 def variant_zip_url(variant_id: str) -> str:
+    """URL of a variant's export (zip)."""
     return f"/variant/{variant_id}.zip"
 
 
+def variant_heatmap_url(variant_id: str, index: int, model: str) -> str:
+    """URL of a live heatmap of sample ``index`` of the variant's class (``model``: original or corrected)."""
+    return f"/variant/{variant_id}/heatmap/{int(index)}/{model}.webp"
+
+
+#: What a variant's zip holds, in order, when the variant has it (variant.json always).
 VARIANT_FILES = ("variant.json", "weights.pt", "projection.pt", "concept.pt", "cleaning.csv")
 
 
@@ -223,32 +232,75 @@ def _variant_or_404(variant_id: str):
         abort(404)
 
 
+def _attachment(payload: bytes, mimetype: str, filename: str) -> Response:
+    response = Response(payload, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
 @blueprint.route("/variant/<variant_id>/cleaning.csv")
 def variant_cleaning(variant_id: str) -> Response:
     record = _variant_or_404(variant_id)
-    response = Response(data.variant_file(record.id, "cleaning.csv"), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{record.id}-cleaning.csv"'
-    return response
+    try:
+        payload = data.variant_file(record.id, "cleaning.csv")
+    except (StoreError, OSError):
+        abort(404)
+    return _attachment(payload, "text/csv", f"{record.id}-cleaning.csv")
 
 
 @blueprint.route("/variant/<variant_id>.zip")
 def variant_zip(variant_id: str) -> Response:
-    """The variant's files and LOADING.txt (the loader's documentation), as one zip."""
+    """The variant's files and LOADING.txt (how to load it without SpRAy Studio), as one zip."""
     import zipfile
 
     record = _variant_or_404(variant_id)
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in VARIANT_FILES:
-            if name == "variant.json" or name in record.files:
-                archive.writestr(f"{record.id}/{name}", data.variant_file(record.id, name))
-        archive.writestr(f"{record.id}/LOADING.txt", data.variant_loading_text(record))
-    response = Response(buffer.getvalue(), mimetype="application/zip")
-    response.headers["Content-Disposition"] = f'attachment; filename="{record.id}.zip"'
-    return response
+    try:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in VARIANT_FILES:
+                if name == "variant.json" or name in record.files:
+                    archive.writestr(f"{record.id}/{name}", data.variant_file(record.id, name))
+            archive.writestr(f"{record.id}/LOADING.txt", data.variant_loading_text(record))
+    except (StoreError, OSError):
+        abort(404)
+    return _attachment(buffer.getvalue(), "application/zip", f"{record.id}.zip")
 
 
-_DATA_PREFIXES = ("/thumb/", "/prototype/", "/export/", "/artifact/", "/experiment/", "/variant/")
+@blueprint.route("/variant/<variant_id>/heatmap/<int:index>/<model>.webp")
+def variant_heatmap(variant_id: str, index: int, model: str) -> Response:
+    """A live heatmap (the model runs on the first request; then it is cached)."""
+    record = _variant_or_404(variant_id)
+    if model not in data.HEATMAP_MODELS:
+        abort(404)
+    try:
+        payload = data.variant_heatmap(record.id, index, model)
+    except StoreError:
+        abort(404)
+    return _cached(payload, "image/webp", f"vheat-{record.id}-{record.created}-{index}-{model}")
+
+
+def similar_export_url(cid: str, token: str, top: int) -> str:
+    return f"/similar/{cid}.csv?sel={token}&top={int(top)}"
+
+
+@blueprint.route("/similar/<cid>.csv")
+def similar_export(cid: str) -> Response:
+    """The "find elsewhere" results as CSV: rank, class, path, score (paths relative to the data root)."""
+    _, indices = _selection_or_404(_class_or_404(cid))
+    try:
+        top = max(1, min(1000, int(request.args.get("top", "60"))))
+        rows = data.similar(cid, [int(i) for i in indices], top=top)
+    except (ValueError, StoreError):
+        abort(404)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["rank", "class", "path", "score", "run"])
+    for rank, row in enumerate(rows, 1):
+        writer.writerow([rank, row["class"], row["path"], f"{row['score']:.6f}", data.run_name()])
+    return _attachment(buffer.getvalue().encode(), "text/csv", f"similar-{cid}.csv")
+
+
+_DATA_PREFIXES = ("/thumb/", "/prototype/", "/export/", "/artifact/", "/experiment/", "/variant/", "/similar/")
 
 
 @blueprint.before_app_request

@@ -1,4 +1,4 @@
-"""Pure view models of the Un-Hans page: methods, the before/after report, the cleaning gallery.
+"""Pure view models of the Un-Hans page: methods, placement, the before/after report, the page's URL.
 
 Nothing here imports torch or reads the disk: the page shows stored variants while
 browsing, and loads torch only when a correction runs or live heatmaps are asked for.
@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlencode
 
 from .selection import decode_mask
 
 __all__ = ["METHODS", "CAV_CHOICES", "REPORT_ROWS", "report_rows", "parse_concept", "concept_param",
-           "variant_options", "cleaning_elsewhere", "paste_deltas", "variant_title"]
+           "variant_options", "paste_deltas", "variant_title", "position_text", "layer_placeholder",
+           "default_artifact", "artifact_options", "heatmap_indices", "unhans_url"]
 
 #: The correction methods offered, in order, with their label (names of ``precompute.clarc.CORRECTIONS``;
 #: a test checks that they match without this module importing torch).
@@ -110,6 +112,43 @@ def variant_options(records: Sequence[Any]) -> List[Dict[str, str]]:
     return [{"label": variant_title(r), "value": r.id} for r in records]
 
 
-def cleaning_elsewhere(rows: Sequence[Mapping[str, Any]], origin: str, n: int = 24) -> List[Mapping[str, Any]]:
-    """The ``n`` highest-scoring samples of other classes that the run can show (known class and index)."""
-    return [row for row in rows if row["class"] != origin and row.get("class_id") is not None][:n]
+def position_text(mode: Optional[str], corner: Optional[str], x, y) -> str:
+    """The placement controls (the lab's: ``original``, ``corner``, ``xy``, ``random``) as
+    :attr:`precompute.clarc.unhans.UnhansSpec.position` (``original``, ``random``, ``tl``, ``x,y``)."""
+    if mode == "corner":
+        return corner or "bl"
+    if mode == "xy":
+        return f"{int(x or 0)},{int(y or 0)}"
+    return mode or "original"
+
+
+def layer_placeholder(default: Optional[str]) -> str:
+    """What a blank layer field means, naming the layer when it is known."""
+    if default:
+        return f"blank: {default} (the input of the last Linear)"
+    return "blank: the input of the last Linear (named once the model has loaded); or NAME, NAME:input"
+
+
+def default_artifact(entries: Sequence[Mapping[str, Any]], origin_name: Optional[str]) -> Optional[str]:
+    """Id of the run library's artifact found in class ``origin_name`` (the correction's default), or None."""
+    return next((e["id"] for e in entries if e.get("source") == "library" and e.get("class") == origin_name), None)
+
+
+def artifact_options(entries: Sequence[Mapping[str, Any]], label: Callable[[Mapping[str, Any]], str],
+                     origin_name: Optional[str]) -> List[Dict[str, str]]:
+    """The artifact dropdown's options, the class's own library artifact first and marked as the default."""
+    own = default_artifact(entries, origin_name)
+    options = [{"label": label(e) + ("  ·  default" if e["id"] == own else ""), "value": e["id"]} for e in entries]
+    return sorted(options, key=lambda option: option["value"] != own)
+
+
+def heatmap_indices(record, n: int) -> List[int]:
+    """The first ``n`` artifact samples of a variant (indices into its class of origin)."""
+    return [int(i) for i in list(record.selection.get("indices") or [])[:n]]
+
+
+def unhans_url(concept: Optional[str], variant: Optional[str], artifact: Optional[str] = None) -> str:
+    """The page's address for a view: the artifact samples, the chosen variant and artifact."""
+    params = {key: value for key, value in (("concept", concept), ("artifact", artifact), ("variant", variant))
+              if value}
+    return "/unhans" + ("?" + urlencode(params) if params else "")

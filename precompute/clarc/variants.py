@@ -8,7 +8,10 @@ this package::
     model.load_state_dict(torch.load("weights.pt", weights_only=True))   # A-/RR-ClArC
     # P-ClArC: the run's own weights, then each projection as a forward hook
     for p in torch.load("projection.pt", weights_only=True):
-        # p["layer"]: "NAME" (output of module NAME) or "NAME:input"; a' = a + v (r - vᵀa)
+        # p["layer"]: "NAME" (output of module NAME) or "NAME:input"; with v = p["vector"],
+        # r = p["reference"], each flattened activation a becomes, by p["mode"]:
+        #   "full":   a' = a + v (r - vᵀa)
+        #   "excess": a' = a - v max(0, vᵀa - r)      (the default)
         ...
 
 :func:`apply_variant` does exactly that (through :class:`precompute.clarc.Projection`).

@@ -345,4 +345,7 @@ def finalise(writer: RunWriter, report: Dict[str, Any]) -> None:
     report["bytes"] = total_bytes
     report["bytes_per_image"] = total_bytes / samples if samples else None
     writer.update_manifest(storage={**writer.manifest.get("storage", {}), "bytes_per_image": report["bytes_per_image"]})
+    from ..search import build_search_index
+
+    build_search_index(writer.root)  # the similarity index over every finished class (RUN/search/)
     writer.write_report(report)

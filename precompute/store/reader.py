@@ -33,6 +33,10 @@ from .layout import (
     THUMB_KINDS,
     TRUTH,
     CLEANING,
+    SEARCH_DIR,
+    SEARCH_META,
+    SEARCH_ROWS,
+    SEARCH_VECTORS,
     VARIANT_RECORD,
     VARIANTS_DIR,
     checked_file_name,
@@ -334,3 +338,27 @@ class RunStore:
         text = self.variant_path(self.variant(variant_id).id, CLEANING).read_text(encoding="utf-8")
         return [{"path": row["path"], "class": row["class"], "score": float(row["score"]),
                  "in_selection": int(row["in_selection"])} for row in csv.DictReader(io.StringIO(text))]
+
+    # -- the similarity index ---------------------------------------------------------------
+    def search_index(self):
+        """``(vectors (N, d) float32, rows (N, 2) int32 [label, index], meta dict)`` of the run's index.
+
+        Raises
+        ------
+        StoreError
+            No index yet (``python -m precompute index RUN`` builds it), or an index that
+            another run made (its ``run_created`` differs from this manifest's ``created``).
+        """
+        folder = self.root / SEARCH_DIR
+        if not (folder / SEARCH_META).is_file():
+            raise StoreError(f"{self.root} has no similarity index yet; build it with: python -m precompute index "
+                             f"{self.root}")
+        meta = json.loads((folder / SEARCH_META).read_text(encoding="utf-8"))
+        if meta.get("run_created") != self.manifest.get("created"):
+            raise StoreError(f"{folder}: this index belongs to another run (made {meta.get('run_created')}, this run "
+                             f"{self.manifest.get('created')}); rebuild it with: python -m precompute index {self.root}")
+        vectors = np.load(folder / SEARCH_VECTORS, mmap_mode="r")
+        rows = np.load(folder / SEARCH_ROWS)
+        if len(vectors) != len(rows) or len(rows) != meta.get("count"):
+            raise StoreError(f"{folder}: the index files disagree ({len(vectors)} vectors, {len(rows)} rows)")
+        return np.asarray(vectors, dtype=np.float32), rows, meta

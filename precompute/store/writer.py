@@ -26,6 +26,10 @@ from .layout import (
     MANIFEST,
     RECORD,
     REPORT,
+    SEARCH_DIR,
+    SEARCH_META,
+    SEARCH_ROWS,
+    SEARCH_VECTORS,
     SCHEMA_VERSION,
     SUMMARY,
     THUMB_KINDS,
@@ -276,6 +280,34 @@ class RunWriter(RunStore):
             if is_disk_full(error, self.classes_dir):
                 raise DiskFullError(f"out of disk space while writing class {cid} to {self.root}") from None
             raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def write_search_index(self, vectors: np.ndarray, rows: np.ndarray, meta: Dict[str, Any]) -> Path:
+        """Replace ``RUN/search/`` atomically with these vectors (N, d), rows (N, 2) and ``meta``.
+
+        ``meta`` gets ``count`` and ``run_created`` (the manifest's ``created``, which ties the
+        index to this run).
+        """
+        folder = self.root / SEARCH_DIR
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-search-", dir=self.root))
+        try:
+            arrays = ((SEARCH_VECTORS, np.asarray(vectors, np.float32)), (SEARCH_ROWS, np.asarray(rows, np.int32)))
+            for name, array in arrays:
+                with open(tmp / name, "wb") as handle:
+                    np.save(handle, array, allow_pickle=False)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            write_json_atomic(tmp / SEARCH_META, json_safe({**meta, "count": int(len(rows)),
+                                                            "run_created": self.manifest.get("created")}))
+            fsync_dir(tmp)
+            old = self.root / f".old-search-{os.getpid()}"
+            if folder.exists():
+                os.rename(folder, old)
+            os.rename(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+            return folder
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

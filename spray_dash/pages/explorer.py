@@ -252,11 +252,13 @@ def propose_enabled(selection):
     return not (selection and selection.get("token"))
 
 
-@callback(Output(ids.TO_UNHANS, "href"), Input(ids.SELECTION, "data"), State(ids.CLASS_ID, "data"))
-def unhans_link(selection, cid):
-    """The Un-Hans page with this selection as the artifact samples (or without one)."""
+@callback(Output(ids.TO_UNHANS, "href"), Output(ids.TO_SIMILAR, "href"), Input(ids.SELECTION, "data"),
+          State(ids.CLASS_ID, "data"))
+def selection_links(selection, cid):
+    """The Un-Hans and Find-elsewhere pages with this selection (or without one)."""
     token = selection.get("token") if selection else None
-    return "/unhans?" + urlencode({"concept": f"{cid}:{token}"}) if token and cid else "/unhans"
+    query = "?" + urlencode({"concept": f"{cid}:{token}"}) if token and cid else ""
+    return "/unhans" + query, "/similar" + query
 
 
 @callback(

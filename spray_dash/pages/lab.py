@@ -4,6 +4,7 @@
 the explorer links here with a proposed or cut-out artifact and the selection it came
 from. Experiments run in the background (:mod:`spray_dash.jobs`) with a progress bar
 and cancel. Each is saved in ``RUN/experiments`` and listed below, with CSV/JSON export.
+A link opens the Un-Hans page with the artifact and the selection, to correct the model for it.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .. import lab_components as parts
 from ..jobs import JobState, jobs
 from ..routes import artifact_url
 from ..selection import decode_mask
+from ..unhans_views import unhans_url
 from ..url_sync import sync_url
 
 EXPERIMENTS_PAGE_SIZE = 10
@@ -56,7 +58,6 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
         experiment = experiment if experiment and data.experiment(experiment) else None
     except StoreError:
         experiment = None
-    corner_off, x_off, y_off = lab_views.placement_controls_disabled("original")
     return html.Div(className="lab-page", children=[
         dcc.Store(id=ids.LAB_JOB, data=None),
         dcc.Store(id=ids.LAB_REMOVAL, data=removal if selection else None),
@@ -103,14 +104,7 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
                         id=ids.LAB_ORIGIN, options=[{"label": r["name"], "value": r["id"]} for r in classes],
                         value=next((r["id"] for r in classes if r["name"] == origin), None) if origin in names else None,
                         clearable=False)]),
-                    html.Label(["place it", dcc.Dropdown(id=ids.LAB_PLACEMENT, options=lab_views.PLACEMENTS,
-                                                         value="original", clearable=False, searchable=False)]),
-                    html.Label(["corner", dcc.Dropdown(id=ids.LAB_CORNER, options=parts.CORNERS, value="bl",
-                                                       clearable=False, searchable=False, disabled=corner_off)]),
-                    html.Div(className="xy", children=[
-                        html.Label(["x", dcc.Input(id=ids.LAB_X, type="number", value=0, step=1, disabled=x_off)]),
-                        html.Label(["y", dcc.Input(id=ids.LAB_Y, type="number", value=0, step=1, disabled=y_off)]),
-                    ]),
+                    *parts.placement_controls(ids.LAB_PLACEMENT, ids.LAB_CORNER, ids.LAB_X, ids.LAB_Y),
                     html.Label(["scale", dcc.Slider(id=ids.LAB_SCALE, min=0.25, max=3, step=0.05, value=1.0, marks=None,
                                                     tooltip={"placement": "bottom"})]),
                     html.Label(["opacity", dcc.Slider(id=ids.LAB_OPACITY, min=0, max=1, step=0.05, value=1.0,
@@ -127,6 +121,10 @@ def layout(artifact: Optional[str] = None, origin: Optional[str] = None, removal
                 ]),
                 html.Div(id=ids.LAB_PROGRESS, className="progress"),
                 html.Div(id=ids.LAB_MESSAGE, className="message"),
+                dcc.Link("Un-Hans the model for this artifact →", id=ids.LAB_TO_UNHANS, className="button secondary",
+                         href=unhans_url(removal if selection else None, None, artifact),
+                         title="correct the model for the artifact (ClArC), with the selection the lab was opened "
+                               "with as the artifact samples, verified before and after"),
             ]),
         ]),
         html.Div(id=ids.LAB_RESULTS, className="panel results"),
@@ -361,3 +359,10 @@ def url_for_lab(artifact_id, origin_id, exp_id, removal):
 
 
 sync_url(ids.LAB_URL_SYNC, ids.LAB_URL_SYNC_DONE)
+
+
+@callback(Output(ids.LAB_TO_UNHANS, "href"), Input(ids.LAB_ARTIFACT, "value"), State(ids.LAB_REMOVAL, "data"),
+          prevent_initial_call=True)
+def unhans_link(artifact_id, removal):
+    """The Un-Hans page with this artifact, and the lab's selection as the artifact samples."""
+    return unhans_url(removal, None, artifact_id)

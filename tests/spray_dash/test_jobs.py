@@ -34,7 +34,19 @@ def test_progress_and_result():
     assert running["kind"] == "paste" and manager.status(job)["total"] == 10
     release.set()
     assert wait(manager, job) == {"id": job, "kind": "paste", "state": "done", "done": 3, "total": 10,
-                                  "result": "exp-1", "error": None}
+                                  "text": "", "result": "exp-1", "error": None}
+
+
+def test_progress_may_say_what_runs_now():
+    manager = JobManager(max_workers=1)
+
+    def work(progress, cancel):
+        progress(1, 4, "concept at fc:input")
+        progress(2, 4, "verifying")
+        return "v-1"
+
+    status = wait(manager, manager.submit("unhans", work))
+    assert (status["done"], status["total"], status["text"], status["result"]) == (2, 4, "verifying", "v-1")
 
 
 def test_cancel_stops_at_the_next_check():

@@ -86,7 +86,8 @@ def test_pclarc_cli_removes_the_watermark_effect_and_keeps_accuracy(demo_copy, w
 
 def test_aclarc_unlearns_the_watermark_and_the_stored_weights_are_the_corrected_model(demo_copy, watermark_cluster):
     from precompute.clarc import load_variant_model
-    from precompute.clarc.unhans import UnhansSpec, run_unhans, save_variant, selection_from_cluster
+    from precompute.clarc.unhans import UnhansSpec, run_unhans, save_variant
+    from precompute.samples import selection_from_cluster
     from precompute.clarc.corrections import default_recipe
     from precompute.clarc.verify import load_eval_set
     from precompute.lab import load_run_model
