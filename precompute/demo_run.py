@@ -12,7 +12,7 @@ from typing import Callable
 
 from .analysis import AnalysisConfig
 from .pipeline import RunConfig, run
-from .store import DEMO_REPORT, TRUTH, RunStore, RunWriter
+from .store import DEMO_REPORT, SEARCH_DIR, SEARCH_META, TRUTH, RunStore, RunWriter
 
 __all__ = ["DEMO_MODEL", "DEMO_IMAGE_SIZE", "demo_config", "demo_store_ready", "build_demo_store"]
 
@@ -37,13 +37,18 @@ def demo_config(out: Path, *, seed: int = 0, force: bool = False) -> RunConfig:
 
 
 def demo_store_ready(out: Path) -> bool:
-    """True if ``out`` holds a finished demo store."""
+    """True if ``out`` holds a finished demo store with its similarity index.
+
+    A demo built before the index existed is not ready: :func:`build_demo_store` then only
+    adds the index (every class is finished already).
+    """
     try:
         store = RunStore(out)
     except Exception:
         return False
     report = store.report()
-    return bool(report.get("finished")) and len(store.finished_ids()) == len(store.manifest.get("classes", []))
+    return (bool(report.get("finished")) and len(store.finished_ids()) == len(store.manifest.get("classes", []))
+            and (Path(out) / SEARCH_DIR / SEARCH_META).is_file())
 
 
 def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress: bool = True,

@@ -25,6 +25,22 @@ def test_demo_store_is_complete(demo_run):
     assert store.manifest["model"]["weights"] == "model/weights.pt", "relative: the run can be moved"
 
 
+def test_a_demo_from_before_the_index_gets_it_without_recomputing(demo_run, tmp_path):
+    import shutil
+
+    from precompute.demo_run import build_demo_store
+
+    copy = tmp_path / "demo"
+    shutil.copytree(demo_run, copy, ignore=shutil.ignore_patterns("search", "variants", "experiments"))
+    assert not demo_store_ready(copy)
+    stamps = {p: p.stat().st_mtime_ns for p in (copy / "classes").glob("*/summary.json")}
+    build_demo_store(copy, progress=False, log=lambda message: None)
+    assert demo_store_ready(copy)
+    assert {p: p.stat().st_mtime_ns for p in (copy / "classes").glob("*/summary.json")} == stamps
+    vectors, rows, meta = RunStore(copy).search_index()
+    assert len(vectors) == sum(RunStore(copy).summary(cid)["n"] for cid in meta["classes"])
+
+
 def test_stored_model_reference_rebuilds_the_model(demo_run):
     store = RunStore(demo_run)
     model_info = store.manifest["model"]
