@@ -148,6 +148,7 @@ def _add_search(commands) -> None:
     which = similar.add_mutually_exclusive_group(required=True)
     which.add_argument("--cluster", help="query by this cluster's prototype: CLUSTERING/cluster-C")
     which.add_argument("--sample", help="query by one sample: its path relative to the data root")
+    which.add_argument("--heatmap", type=Path, help="query by a heatmap of your own: a .npy file of shape (H, W)")
     similar.add_argument("--top", type=_positive_int, default=50, help="number of results (default 50)")
     similar.add_argument("--other-classes", action="store_true", help="leave out the query's own class")
 
@@ -351,6 +352,14 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     from .search import find_similar
 
     store, origin_id = _origin(args)
+    if args.heatmap:
+        from .search import load_heatmap
+
+        results = find_similar(store, cid=origin_id, heatmap=load_heatmap(args.heatmap.read_bytes(),
+                                                                          name=str(args.heatmap)),
+                               top=args.top, other_classes=args.other_classes)
+        print(json.dumps({"results": [{k: row[k] for k in ("class", "path", "score")} for row in results]}))
+        return 0
     if args.cluster:
         from .samples import selection_from_cluster
 

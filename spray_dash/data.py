@@ -69,6 +69,7 @@ __all__ = [
     "cluster_selection",
     "unhans_spec",
     "similar",
+    "similar_to_heatmap",
 ]
 
 cache = Cache()
@@ -573,3 +574,10 @@ def similar(cid: str, indices: Sequence[int], top: int = 60, other_classes: bool
     from precompute.search import find_similar
 
     return find_similar(store(), cid=cid, indices=indices, top=top, other_classes=other_classes)
+
+
+def similar_to_heatmap(payload: bytes, name: str, top: int = 60) -> List[dict]:
+    """The run's samples whose |relevance| lies where an uploaded heatmap's does (a ``.npy`` (H, W) array)."""
+    from precompute.search import find_similar, load_heatmap
+
+    return find_similar(store(), heatmap=load_heatmap(payload, name=name), top=top)

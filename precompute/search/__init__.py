@@ -8,7 +8,7 @@ query    build the run's index (``RUN/search/``) and answer queries
 """
 from .index import EXACT_LIMIT, build_index, search
 from .query import build_search_index, find_similar, query_vector
-from .vectors import GRID, relevance_vectors
+from .vectors import GRID, load_heatmap, relevance_vectors
 
 __all__ = ["EXACT_LIMIT", "GRID", "build_index", "search", "build_search_index", "find_similar", "query_vector",
-           "relevance_vectors"]
+           "relevance_vectors", "load_heatmap"]

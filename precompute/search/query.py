@@ -111,15 +111,17 @@ def find_similar(store: RunStore, *, cid: Optional[str] = None, indices: Sequenc
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
     index, vectors, rows, meta = _loaded(store)
+    label = int(store.class_info(cid)["label"]) if cid is not None else None
     if heatmap is not None:
         query = relevance_vectors(np.asarray(heatmap)[None], int(meta["grid"]))[0]
+        if not query.any():
+            raise ConfigError("the heatmap holds no relevance (all zeros)")
         exclude = np.zeros(len(rows), bool)
     else:
         query = query_vector(store, vectors, rows, cid, indices)
-        label = int(store.class_info(cid)["label"])
         exclude = (rows[:, 0] == label) & np.isin(rows[:, 1], np.asarray(list(indices), int))
-        if other_classes:
-            exclude |= rows[:, 0] == label
+    if other_classes and label is not None:
+        exclude |= rows[:, 0] == label
     wanted = min(len(rows), top + int(exclude.sum()))
     scores, ids = search(index, query, wanted)
     names = store.label_names()

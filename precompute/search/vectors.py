@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GRID", "relevance_vectors", "pool_matrix"]
+__all__ = ["GRID", "relevance_vectors", "pool_matrix", "load_heatmap"]
 
 GRID = 8
 
@@ -53,3 +53,30 @@ def relevance_vectors(heatmaps: np.ndarray, grid: int = GRID) -> np.ndarray:
     pooled = np.einsum("gh,nhw,kw->ngk", rows, maps, cols).reshape(len(maps), grid * grid)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     return np.divide(pooled, norms, out=np.zeros_like(pooled), where=norms > 0).astype(np.float32)
+
+
+def load_heatmap(payload: bytes, *, name: str = "heatmap", max_side: int = 4096) -> np.ndarray:
+    """A user's heatmap from the bytes of a ``.npy`` file: one finite 2-D array (H, W), or (1, H, W).
+
+    Raises
+    ------
+    ConfigError
+        Not a ``.npy`` file (pickles are never loaded), another shape, too large, or not finite.
+    """
+    import io
+
+    from ..errors import ConfigError
+
+    try:
+        array = np.load(io.BytesIO(payload), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ConfigError(f"{name}: not a .npy array ({error})") from None
+    if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu":
+        raise ConfigError(f"{name}: expected a numeric array, got {getattr(array, 'dtype', type(array))}")
+    if array.ndim == 3 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 2 or min(array.shape) < 1 or max(array.shape) > max_side:
+        raise ConfigError(f"{name}: expected a heatmap of shape (H, W) up to {max_side} a side, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ConfigError(f"{name}: the heatmap has NaN or infinite values")
+    return array.astype(np.float32)

@@ -5,17 +5,20 @@ in every other class.
 (``RUN/search/``, :mod:`precompute.search`) ranks every sample of the other classes by the
 cosine similarity of its pooled |relevance| to the selection's prototype; the page groups
 the best ``top`` by class, with thumbnails, scores and a link that opens each sample in its
-class, and exports the list as CSV.
+class, and exports the list as CSV. A heatmap of one's own (a ``.npy`` array (H, W)) can be
+dropped on the page to search every class for its pattern.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Optional
 from urllib.parse import quote
 
-import dash
-from dash import html
+import base64
 
-from precompute.errors import StoreError
+import dash
+from dash import Input, Output, State, callback, dcc, html
+
+from precompute.errors import SprayError, StoreError
 
 from .. import data
 from ..routes import similar_export_url, thumb_url
@@ -46,6 +49,22 @@ def _tile(row: dict):
                   ])
 
 
+def _groups(rows: List[dict]) -> List:
+    return [html.Div(className="panel similar-group", **{"data-class": cls}, children=[
+        html.H3(f"{cls} · {len(items)} · best {items[0]['score']:.3f}"),
+        html.Div(className="gallery", children=[_tile(row) for row in items]),
+    ]) for cls, items in _grouped(rows).items()]
+
+
+def _upload():
+    return html.Div(className="panel", children=[
+        dcc.Upload(id="similar-upload", className="upload", max_size=64 * 1024 * 1024,
+                   children=html.Div(["Or drop a heatmap of your own (.npy, shape H × W) to find its pattern in every "
+                                      "class, or ", html.A("choose a file")])),
+        html.Div(id="similar-upload-results"),
+    ])
+
+
 def layout(concept: Optional[str] = None, top: Optional[str] = None, **_query):
     sizes = {row["id"]: int(row["n"]) for row in data.leaderboard()}
     parsed = parse_concept(concept, sizes)
@@ -58,7 +77,7 @@ def layout(concept: Optional[str] = None, top: Optional[str] = None, **_query):
     ])])
     if parsed is None:
         return html.Div(className="lab-page", children=[head, html.Div(className="empty-gallery", children=(
-            "Lasso a group in a class's explorer, then click “Find elsewhere →”."))])
+            "Lasso a group in a class's explorer, then click “Find elsewhere →”.")), _upload()])
     cid, indices = parsed
     try:
         count = int(top) if top and int(top) in TOPS else 60
@@ -83,12 +102,23 @@ def layout(concept: Optional[str] = None, top: Optional[str] = None, **_query):
                           className="link-button"),
             " · ", html.A(f"back to {name}", href=f"/class/{quote(name)}?sel={token}", className="link-button"),
         ]),
-        html.Div(id="similar-results", children=[
-            html.Div(className="panel similar-group", **{"data-class": cls}, children=[
-                html.H3(f"{cls} · {len(items)} · best {items[0]['score']:.3f}"),
-                html.Div(className="gallery", children=[_tile(row) for row in items]),
-            ]) for cls, items in groups.items()]),
+        html.Div(id="similar-results", children=_groups(rows)),
+        _upload(),
     ])
 
 
 dash.register_page(__name__, path="/similar", name="Find elsewhere", order=4, layout=layout)
+
+
+@callback(Output("similar-upload-results", "children"), Input("similar-upload", "contents"),
+          State("similar-upload", "filename"), prevent_initial_call=True)
+def search_uploaded(contents, filename):
+    """Search every class for an uploaded heatmap's pattern; a bad file gets one line."""
+    name = str(filename or "heatmap")[:80]
+    try:
+        if not isinstance(contents, str) or "," not in contents:
+            raise SprayError(f"{name}: nothing was uploaded")
+        rows = data.similar_to_heatmap(base64.b64decode(contents.split(",", 1)[1]), name)
+    except (SprayError, ValueError) as error:
+        return html.Div(className="error", children=f"⚠ {error}")
+    return [html.P(id="similar-upload-summary", children=f"{name}: the best {len(rows)} matches"), *_groups(rows)]

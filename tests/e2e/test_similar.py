@@ -31,3 +31,25 @@ def test_find_elsewhere_from_a_lasso(page, server, e2e_run, artifacts_dir):
     page.wait_for_url(re.compile(rf".*/class/{cls}\?.*sel=.*"))
     page.wait_for_function("document.querySelector('#selection-summary b')?.innerText === '1'")
     assert page.console_errors == [] and page.console_warnings == []
+
+
+def test_search_by_an_uploaded_heatmap(page, server, e2e_run, tmp_path):
+    import numpy as np
+
+    from precompute.store import RunStore
+
+    store = RunStore(e2e_run)
+    cid = store.id_for_name("heart")
+    np.save(tmp_path / "mine.npy", store.heatmaps(cid)[3].astype(np.float32))
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    page.goto(server.url + "/similar")
+    page.set_input_files("#similar-upload input[type=file]", str(tmp_path / "junk.npy"))
+    page.wait_for_selector("#similar-upload-results .error")
+    assert "not a .npy array" in page.inner_text("#similar-upload-results")
+    page.set_input_files("#similar-upload input[type=file]", str(tmp_path / "mine.npy"))
+    page.wait_for_selector("#similar-upload-summary")
+    first = page.locator("#similar-upload-results .similar-tile").first
+    assert first.get_attribute("data-index") == "3"
+    assert first.locator(".tile-caption span").inner_text() == "heart"
+    assert float(first.locator(".tile-caption b").inner_text()) > 0.999
+    assert page.console_errors == [] and page.console_warnings == []

@@ -120,3 +120,23 @@ def test_a_stale_or_foreign_index_is_a_one_line_error(planted_run, tmp_path, cap
     assert len(results) == 3 and "star/0000.png" not in [row["path"] for row in results]
     assert main(["similar", str(copy), "--class", "star", "--sample", "nope.png"]) == 2
     assert "not a sample of class star" in capsys.readouterr().err
+
+
+def test_query_by_a_heatmap_file_finds_the_sample_it_came_from(planted_run, tmp_path, capsys):
+    out, _, _ = planted_run
+    store = RunStore(out)
+    cid = store.id_for_name("heart")
+    path = str(store.arrays(cid)["paths"][7])
+    np.save(tmp_path / "mine.npy", -store.heatmaps(cid)[7].astype(np.float32))  # the sign does not matter
+    assert main(["similar", str(out), "--class", "heart", "--heatmap", str(tmp_path / "mine.npy"), "--top", "3"]) == 0
+    results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"]
+    assert results[0]["path"] == path and results[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert main(["similar", str(out), "--class", "star", "--heatmap", str(tmp_path / "mine.npy"),
+                 "--other-classes", "--top", "200"]) == 0
+    assert all(row["class"] != "star" for row in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"])
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4)))
+    for bad, message in (("bad.npy", "not a .npy array"), ("cube.npy", "expected a heatmap of shape (H, W)")):
+        assert main(["similar", str(out), "--class", "star", "--heatmap", str(tmp_path / bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
