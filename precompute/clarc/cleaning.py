@@ -15,7 +15,7 @@ from ..store import RunStore
 from .concept import Concept
 from .layers import LayerRef, capture_activations
 
-__all__ = ["CLEANING_COLUMNS", "cleaning_rows", "cleaning_csv", "top_elsewhere"]
+__all__ = ["CLEANING_COLUMNS", "cleaning_rows", "cleaning_csv"]
 
 CLEANING_COLUMNS = ("path", "class", "score", "in_selection")
 
@@ -60,8 +60,3 @@ def cleaning_csv(rows: Sequence[Dict[str, object]]) -> bytes:
     for row in rows:
         writer.writerow([row["path"], row["class"], f"{row['score']:.6g}", row["in_selection"]])
     return out.getvalue().encode()
-
-
-def top_elsewhere(rows: Sequence[Dict[str, object]], origin_name: str, n: int = 24) -> List[Dict[str, object]]:
-    """The ``n`` highest-scoring samples of classes other than the origin (the artifact elsewhere)."""
-    return [row for row in rows if row["class"] != origin_name][:n]

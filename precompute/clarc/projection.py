@@ -18,7 +18,7 @@ and LRP all see it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict
 
 import torch
 from torch import nn
@@ -97,8 +97,3 @@ class Projection:
     def from_state(cls, state: Dict[str, object]) -> "Projection":
         return cls(layer=str(state["layer"]), vector=torch.as_tensor(state["vector"]).float(),
                    reference=float(torch.as_tensor(state["reference"])), mode=str(state.get("mode", "full")))
-
-
-def install_all(model: nn.Module, projections: List[Projection]) -> list:
-    """Install several projections; return their handles."""
-    return [projection.install(model) for projection in projections]

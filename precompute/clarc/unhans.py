@@ -314,9 +314,9 @@ def run_unhans(store: RunStore, spec: UnhansSpec, *, progress: Optional[Progress
     steps.start("cleaning", "scoring every sample along the CAV")
     rows = cleaning_rows(store, copy.deepcopy(base).to(device).eval(), concept, spec.origin_id, selection,
                          normalization=info.normalization, device=device)
-    in_origin = np.array([row["class_id"] == spec.origin_id for row in rows])
-    report["cleaning"] = {"n": len(rows), "top_other": [
-        {k: row[k] for k in ("path", "class", "score")} for row in np.asarray(rows, object)[~in_origin][:10]]}
+    elsewhere = [row for row in rows if row["class_id"] != spec.origin_id][:10]
+    report["cleaning"] = {"n": len(rows), "top_other": [{k: row[k] for k in ("path", "class", "score")}
+                                                        for row in elsewhere]}
 
     variant_id = spec.name or new_record_id(spec.method)
     files = {VARIANT_CONCEPT: _torch_bytes({"layer": concept.layer, "vector": torch.from_numpy(concept.vector),

@@ -34,7 +34,7 @@ import torch
 
 from ..data import load_rgb, resize_center_crop, scan_image_folder
 from ..errors import ConfigError
-from ..lab import Artifact, Placement, resolve_positions
+from ..lab import Artifact, Placement, artifact_mask, resolve_positions
 from ..store import RunStore
 
 __all__ = ["EvalSet", "load_eval_set", "verification", "model_figures", "origin_spray"]
@@ -91,18 +91,6 @@ def load_eval_set(store: RunStore, folder: Path, *, per_class: Optional[int] = N
     return EvalSet(images=tensor, labels=np.asarray(labels, np.int64), source=str(folder))
 
 
-def _artifact_mask(artifact: Artifact, position, height: int, width: int) -> np.ndarray:
-    """(H, W) bool: the artifact's visible pixels (alpha > 10 %) pasted at ``position``."""
-    alpha = artifact.rgba[..., 3] > 25
-    mask = np.zeros((height, width), bool)
-    x, y = position
-    h, w = alpha.shape
-    ys, xs = slice(max(0, y), min(height, y + h)), slice(max(0, x), min(width, x + w))
-    if ys.stop > ys.start and xs.stop > xs.start:
-        mask[ys, xs] = alpha[ys.start - y: ys.stop - y, xs.start - x: xs.stop - x]
-    return mask
-
-
 def model_figures(session, eval_set: EvalSet, origin: int, artifact: Optional[Artifact], placement: Placement, *,
                   seed: int, paste_n: int = 200, relevance_n: int = 48) -> Dict[str, object]:
     """The held-out figures of one model (a :class:`precompute.lab.ModelSession`)."""
@@ -127,7 +115,7 @@ def model_figures(session, eval_set: EvalSet, origin: int, artifact: Optional[Ar
     rng = np.random.default_rng([seed, 3])
     positions = resolve_positions(placement, artifact, (width, height), len(images), rng)
     patch = artifact.tensor()
-    pasted_all = paste(images, patch, positions, opacity=placement.opacity)
+    pasted_all = paste(images, patch, positions, opacity=placement.opacity, scale=placement.scale)
     out["artifact_accuracy"] = float((predict(pasted_all).argmax(1).numpy() == labels).mean())
     others = np.flatnonzero(~in_origin)
     if len(others):
@@ -143,7 +131,7 @@ def model_figures(session, eval_set: EvalSet, origin: int, artifact: Optional[Ar
         maps = session.heatmaps(pasted_all[mine], [origin] * len(mine))
         shares = []
         for j, i in enumerate(mine):
-            mask = _artifact_mask(artifact, positions[i], height, width)
+            mask = artifact_mask(artifact, positions[i], placement.scale, height, width)
             positive = np.clip(maps[j], 0, None)
             total = float(positive.sum())
             if total > 0:

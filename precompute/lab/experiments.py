@@ -51,6 +51,7 @@ __all__ = [
     "sample_targets",
     "run_paste_experiment",
     "run_removal_experiment",
+    "artifact_mask",
     "export_rows",
     "EXPORT_COLUMNS",
 ]
@@ -306,8 +307,8 @@ def _inpaint(images: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
     return np.stack([cv2.inpaint(np.ascontiguousarray(img), mask8, radius, cv2.INPAINT_TELEA) for img in images])
 
 
-def _artifact_mask(artifact: Artifact, position: Tuple[int, int], scale: float, height: int, width: int) -> np.ndarray:
-    """Full-image mask (H, W) bool of the artifact's visible pixels at ``position``."""
+def artifact_mask(artifact: Artifact, position: Tuple[int, int], scale: float, height: int, width: int) -> np.ndarray:
+    """Full-image mask (H, W) bool of the artifact's visible pixels (alpha > 10 %) pasted at ``position``."""
     from PIL import Image
 
     alpha = artifact.rgba[..., 3]
@@ -317,7 +318,8 @@ def _artifact_mask(artifact: Artifact, position: Tuple[int, int], scale: float, 
     mask = np.zeros((height, width), bool)
     x, y = position
     ys, xs = slice(max(0, y), min(height, y + alpha.shape[0])), slice(max(0, x), min(width, x + alpha.shape[1]))
-    mask[ys, xs] = alpha[ys.start - y: ys.stop - y, xs.start - x: xs.stop - x] > 25
+    if ys.stop > ys.start and xs.stop > xs.start:  # else the patch lies wholly outside the image
+        mask[ys, xs] = alpha[ys.start - y: ys.stop - y, xs.start - x: xs.stop - x] > 25
     return mask
 
 
@@ -375,7 +377,7 @@ def run_removal_experiment(store: RunStore, session: ModelSession, artifact: Art
         height, width = raw.shape[1:3]
         if mask is None:
             position = resolve_positions(spec.placement, artifact, (width, height), 1, rng)[0]
-            mask = _artifact_mask(artifact, position, spec.placement.scale, height, width)
+            mask = artifact_mask(artifact, position, spec.placement.scale, height, width)
             if not mask.any():
                 raise ConfigError("the artifact has no visible pixels at that placement")
             control_mask = _control_mask(mask, rng)

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import numpy as np
 
@@ -329,15 +329,17 @@ class RunStore:
             raise StoreError(f"model variant {variant_id!r} has no file {name!r}")
         return path
 
-    def variant_cleaning(self, variant_id: str) -> List[Dict[str, Any]]:
-        """The variant's cleaning list (``cleaning.csv``): ``path``, ``class``, ``score`` (float) and
-        ``in_selection`` (int) per sample, highest score first."""
+    def variant_cleaning(self, variant_id: str) -> Iterator[Dict[str, Any]]:
+        """The variant's cleaning list (``cleaning.csv``), read row by row: ``path``, ``class``, ``score``
+        (float) and ``in_selection`` (int) per sample, highest score first. It scores every sample of
+        the run, so a reader that wants the top rows stops early and never holds the whole list."""
         import csv
-        import io
 
-        text = self.variant_path(self.variant(variant_id).id, CLEANING).read_text(encoding="utf-8")
-        return [{"path": row["path"], "class": row["class"], "score": float(row["score"]),
-                 "in_selection": int(row["in_selection"])} for row in csv.DictReader(io.StringIO(text))]
+        path = self.variant_path(self.variant(variant_id).id, CLEANING)
+        with open(path, encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                yield {"path": row["path"], "class": row["class"], "score": float(row["score"]),
+                       "in_selection": int(row["in_selection"])}
 
     # -- the similarity index ---------------------------------------------------------------
     def search_index(self):
