@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", type=Path, default=None,
                      help="a corrected model from 'unhans': its folder RUN/variants/ID (weights and projections "
                           "are applied after --weights, the run's original weights)")
+    run.add_argument("--masks", type=Path, default=None,
+                     help="object masks mirroring --data (MASKS/<class>/<image>.png, nonzero = object): adds the "
+                          "right-reason score; on a finished run it scores the stored heatmaps without recomputing")
     run.add_argument("--force", action="store_true", help="recompute finished classes")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_analysis_options(run)
@@ -133,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     paste.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_unhans(commands)
     _add_search(commands)
+    _add_perturb(commands)
     return parser
 
 
@@ -197,6 +201,18 @@ def _add_unhans(commands) -> None:
     unhans.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_perturb(sub) -> None:
+    perturb = sub.add_parser("perturb", help="perturbation scan: how much occluding each region of a grid lowers "
+                                             "p(true class), per sample; off-object sensitivity per class")
+    perturb.add_argument("run", type=Path, help="run directory")
+    perturb.add_argument("--classes", type=_class_list, default=None, help="only these classes: a,b,c (default all)")
+    perturb.add_argument("--grid", type=int, default=8, help="cells per side of the occlusion grid (default 8)")
+    perturb.add_argument("--batch-size", type=_positive_int, default=256, help="occluded images per forward pass")
+    perturb.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    perturb.add_argument("--force", action="store_true", help="scan classes again that were scanned with this grid")
+    perturb.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     # Paths first, with nothing heavy imported: a mistyped path is reported in a fraction
     # of a second instead of after torch, zennit and the analysis libraries have loaded.
@@ -213,7 +229,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         analysis=AnalysisConfig(neighbors=args.neighbors, eigenvectors=args.eigenvectors, pool=args.pool,
                                 distance=args.distance, maps=tuple(args.maps), seed=args.seed),
         thumb_size=args.thumb_size, force=args.force, engine=args.engine,
-        lrp_backend=args.lrp_backend, precision=args.precision, variant=args.variant,
+        lrp_backend=args.lrp_backend, precision=args.precision, variant=args.variant, masks=args.masks,
     ).check()  # option values and names (engine, distance, maps), still without torch
     report = run(config, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr))
     _print_summary(report)
@@ -250,6 +266,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
         demo = RunStore(args.run).manifest.get("demo") or {}
         print(markdown_table(result, accuracy=(demo.get("report") or {}).get("holdout_accuracy")))
+        from .evaluate import reason_table
+
+        reasons = reason_table(result)
+        if reasons:
+            print("\n" + reasons)
     print(json.dumps(result, sort_keys=True))
     return 0
 
@@ -265,19 +286,23 @@ def _origin(args: argparse.Namespace):
         raise ConfigError(f"--origin {args.origin!r}: no such class in {store.root}") from None
 
 
+def _class_ids(store, names: List[str], option: str) -> List[str]:
+    """Class ids of the class ``names`` given to ``option``; a one-line error for an unknown one."""
+    ids = []
+    for name in names:
+        try:
+            ids.append(store.id_for_name(name))
+        except SprayError:
+            raise ConfigError(f"{option}: no class {name!r} in {store.root}") from None
+    return ids
+
+
 def _cmd_paste(args: argparse.Namespace) -> int:
     from .lab import ModelSession, PasteSpec, Placement, resolve_artifact, run_paste_experiment
     from .store import ExperimentWriter
 
     store, origin_id = _origin(args)
-    targets = None
-    if args.targets:
-        targets = []
-        for name in args.targets:
-            try:
-                targets.append(store.id_for_name(name))
-            except SprayError:
-                raise ConfigError(f"--targets: no class {name!r} in {store.root}") from None
+    targets = _class_ids(store, args.targets, "--targets") if args.targets else None
     artifact = resolve_artifact(store, args.artifact)
     placement = Placement.parse(args.position, scale=args.scale, opacity=args.opacity).validate()
     spec = PasteSpec(origin_id=origin_id, placement=placement, n=args.n, seed=args.seed, target_ids=targets)
@@ -375,8 +400,21 @@ def _cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_perturb(args: argparse.Namespace) -> int:
+    from .perturb.scan import PerturbSpec, perturb_classes
+    from .store import RunStore
+
+    store = RunStore(args.run)
+    ids = _class_ids(store, args.classes, "--classes") if args.classes else store.finished_ids()
+    spec = PerturbSpec(class_ids=tuple(ids), grid=args.grid, device=args.device, batch_size=args.batch_size,
+                       force=args.force)
+    results = perturb_classes(store, spec, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr))
+    print(json.dumps({"grid": args.grid, "classes": results}))
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "paste": _cmd_paste,
-            "unhans": _cmd_unhans, "index": _cmd_index, "similar": _cmd_similar}
+            "unhans": _cmd_unhans, "index": _cmd_index, "similar": _cmd_similar, "perturb": _cmd_perturb}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

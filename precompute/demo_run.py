@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 from .analysis import AnalysisConfig
 from .pipeline import RunConfig, run
@@ -17,6 +17,7 @@ from .store import DEMO_REPORT, SEARCH_DIR, SEARCH_META, TRUTH, RunStore, RunWri
 __all__ = ["DEMO_MODEL", "DEMO_IMAGE_SIZE", "demo_config", "demo_store_ready", "build_demo_store"]
 
 DEMO_MODEL = "spray_demo_vgg"
+DEMO_MASKS = "masks"  # precompute.demo.MASKS_FOLDER, named here without importing torch
 DEMO_IMAGE_SIZE = 64
 
 
@@ -33,26 +34,33 @@ def demo_config(out: Path, *, seed: int = 0, force: bool = False) -> RunConfig:
         batch_size=64,
         analysis=AnalysisConfig(seed=seed),
         force=force,
+        masks=out / DEMO_MASKS,
     )
 
 
 def demo_store_ready(out: Path) -> bool:
-    """True if ``out`` holds a finished demo store with its similarity index.
+    """True if ``out`` holds a finished demo store with its similarity index, right-reason scores
+    and perturbation scans.
 
-    A demo built before the index existed is not ready: :func:`build_demo_store` then only
-    adds the index (every class is finished already).
+    A demo built before these existed is not ready: :func:`build_demo_store` then only adds
+    what is missing (every class is finished already).
     """
     try:
         store = RunStore(out)
     except Exception:
         return False
     report = store.report()
-    return (bool(report.get("finished")) and len(store.finished_ids()) == len(store.manifest.get("classes", []))
-            and (Path(out) / SEARCH_DIR / SEARCH_META).is_file())
+    ids = store.finished_ids()
+    demo = store.manifest.get("demo") or {}
+    return (bool(report.get("finished")) and len(ids) == len(store.manifest.get("classes", []))
+            and (Path(out) / SEARCH_DIR / SEARCH_META).is_file()
+            and all("masks" in store.summary(cid) for cid in ids) and "perturbed" in demo
+            and all("perturbation" in store.summary(store.id_for_name(name)) for name in demo["perturbed"]))
 
 
 def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress: bool = True,
-                     log: Callable[[str], None] = print, n_per_class: int = 200, epochs: int = 15) -> Path:
+                     log: Callable[[str], None] = print, n_per_class: int = 200, epochs: int = 15,
+                     perturb: Optional[Sequence[str]] = None) -> Path:
     """Generate, train and analyse the demo into ``out``; return ``out``.
 
     Parameters
@@ -71,6 +79,9 @@ def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress:
     n_per_class, epochs : int
         Images per class and training epochs. The defaults make the demo of the README;
         the test suite builds a smaller one (see ``tests/conftest.py``).
+    perturb : sequence of str, optional
+        Classes given a perturbation scan (:mod:`precompute.perturb`); default the four
+        with a planted artifact (about 80 s on 2 cores), ``()`` for none.
     """
     from .demo import build_demo_assets
 
@@ -81,9 +92,26 @@ def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress:
     if not (out / DEMO_REPORT).is_file() or not (out / "model" / "weights.pt").is_file():
         log(f"building the demo dataset and training its model in {out} ...")
         build_demo_assets(out, seed=seed, progress=progress, n_per_class=n_per_class, epochs=epochs)
+    elif not (out / DEMO_MASKS).is_dir():  # a demo built before masks existed: draw its masks only
+        from .demo.dataset import generate_dataset
+
+        log("drawing the demo's object masks ...")
+        built = RunStore(out).demo_report()
+        generate_dataset(out / "data", seed=int(built.get("seed", seed)), n_per_class=int(built["n_per_class"]),
+                         image_size=int(built.get("image_size", DEMO_IMAGE_SIZE)), masks_root=out / DEMO_MASKS,
+                         images=False, progress=progress)
     log("running SpRAy on the demo ...")
     run(demo_config(out, seed=seed), progress=progress, log=log)
     writer = RunWriter(out)
-    writer.update_manifest(demo={"truth": TRUTH, "report": writer.demo_report(), "seed": seed})
+    if perturb is None:  # the classes with a planted artifact
+        perturb = sorted({entry["class"] for entry in writer.artifacts() if entry.get("class")})
+    if perturb:
+        from .perturb.scan import PerturbSpec, perturb_classes
+
+        log(f"perturbation scan of {', '.join(perturb)} ...")
+        perturb_classes(writer, PerturbSpec(class_ids=tuple(writer.id_for_name(name) for name in perturb)),
+                        progress=progress, log=log)
+    writer.update_manifest(demo={"truth": TRUTH, "report": writer.demo_report(), "seed": seed,
+                                 "perturbed": list(perturb)})
     writer.save_artifacts(writer.artifacts())
     return out

@@ -19,7 +19,7 @@ import numpy as np
 from .errors import ConfigError
 from .store import RunStore
 
-__all__ = ["read_truth", "cluster_f1", "best_cluster", "evaluate_run", "markdown_table"]
+__all__ = ["read_truth", "cluster_f1", "best_cluster", "evaluate_run", "markdown_table", "reason_table"]
 
 
 def read_truth(path: os.PathLike, data_root: Optional[Path] = None) -> Dict[str, Tuple[str, str]]:
@@ -98,7 +98,8 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
         "best_clustering", "default_f1", "default_clustering", "n", "n_artifact"}},
         "mean_tau_planted", "mean_tau_clean"}``; F1 fields and ``artifact`` are None for
         clean classes, means None when a group is empty. A class too small for tau has
-        ``tau`` None and ranks after every class with one.
+        ``tau`` None and ranks after every class with one. A class with masks or a
+        perturbation scan also has the figures of :func:`_reason_figures`.
     """
     store = RunStore(run_dir)
     truth = read_truth(truth_csv, store.data_root())
@@ -138,12 +139,89 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
                 planted_taus.append(entry["tau"])
         elif entry["tau"] is not None:
             clean_taus.append(entry["tau"])
+        entry.update(_reason_figures(store, rec.id, mask, entry["artifact"]))
         classes[rec.name] = entry
     return {
         "classes": classes,
         "mean_tau_planted": float(np.mean(planted_taus)) if planted_taus else None,
         "mean_tau_clean": float(np.mean(clean_taus)) if clean_taus else None,
     }
+
+
+def _mean(values: np.ndarray) -> Optional[float]:
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+def _artifact_cells(store: RunStore, artifact: str, grid: int, side: int) -> Optional[np.ndarray]:
+    """bool (grid, grid): the cells the library artifact ``artifact`` covers at its place; None if unknown."""
+    from .lab import artifact_from_entry, artifact_mask
+    from .perturb import cell_cover
+
+    entry = next((e for e in store.artifacts() if e.get("name") == artifact and e.get("position")), None)
+    if entry is None:
+        return None
+    patch = artifact_from_entry(store, f"lib-{artifact}")
+    footprint = artifact_mask(patch, tuple(entry["position"]), 1.0, side, side)
+    return cell_cover(footprint[None], grid)[0] > 0
+
+
+def _reason_figures(store: RunStore, cid: str, carries: np.ndarray, artifact: Optional[str]) -> Dict[str, Any]:
+    """The right-reason and perturbation figures of a class, split by artifact and clean samples.
+
+    ``right_reason_artifact`` / ``right_reason_clean`` / ``right_reason_chance``: mean scores
+    (``run --masks``); ``off_object_artifact`` / ``off_object_clean``: mean off-object shares,
+    and ``peak_on_artifact`` / ``peak_on_artifact_clean``: the fraction of artifact (clean)
+    samples whose occlusion map peaks in a cell the artifact covers (``perturb``). Keys are
+    left out where the class has no such file; artifact figures are None for a clean class.
+    """
+    figures: Dict[str, Any] = {}
+    planted = bool(carries.any())
+    masks = store.class_masks(cid)
+    if masks is not None:
+        score = masks["right_reason"]
+        figures.update(right_reason_artifact=_mean(score[carries]) if planted else None,
+                       right_reason_clean=_mean(score[~carries]), right_reason_chance=_mean(masks["chance"]))
+    scan = store.class_perturbation(cid)
+    if scan is not None:
+        off = scan["off_object"]
+        figures.update(off_object_artifact=_mean(off[carries]) if planted else None,
+                       off_object_clean=_mean(off[~carries]), peak_on_artifact=None, peak_on_artifact_clean=None)
+        maps = scan["maps"]
+        cells = _artifact_cells(store, artifact, maps.shape[1], store.summary(cid)["heatmap_shape"][0]) \
+            if planted and artifact else None
+        if cells is not None:
+            peaks = np.argmax(maps.reshape(len(maps), -1), axis=1)
+            on = cells.ravel()[peaks]
+            figures.update(peak_on_artifact=float(on[carries].mean()),
+                           peak_on_artifact_clean=float(on[~carries].mean()) if (~carries).any() else None)
+    return figures
+
+
+def reason_table(result: Dict[str, Any]) -> str:
+    """Markdown: right-reason and perturbation figures of every class that has them, by name; empty if none."""
+    def number(value: Optional[float], digits: int = 2) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    def pair(entry: Dict[str, Any], key: str, percent: bool = False) -> str:
+        if f"{key}_clean" not in entry:
+            return "—"
+        fmt = (lambda v: "—" if v is None else f"{100 * v:.0f} %") if percent else number
+        return f"{fmt(entry.get(f'{key}_artifact'))} / {fmt(entry.get(f'{key}_clean'))}"
+
+    rows = [(name, entry) for name, entry in sorted(result["classes"].items())
+            if "right_reason_clean" in entry or "off_object_clean" in entry]
+    if not rows:
+        return ""
+    lines = ["| class | artifact | right-reason score: artifact / clean (chance) | off-object share: artifact / clean "
+             "| occlusion peak on the artifact: artifact / clean |", "|---|---|---|---|---|"]
+    for name, entry in rows:
+        chance = f" ({number(entry['right_reason_chance'])})" if "right_reason_chance" in entry else ""
+        peak = "—" if entry.get("peak_on_artifact") is None else (
+            f"{100 * entry['peak_on_artifact']:.0f} % / {100 * (entry.get('peak_on_artifact_clean') or 0):.0f} %")
+        lines.append(f"| {name} | {entry['artifact'] or '—'} | {pair(entry, 'right_reason')}{chance} | "
+                     f"{pair(entry, 'off_object', percent=True)} | {peak} |")
+    return "\n".join(lines)
 
 
 def markdown_table(result: Dict[str, Any], accuracy: Optional[float] = None) -> str:

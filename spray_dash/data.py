@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -156,15 +156,24 @@ def leaderboard() -> List[dict]:
             "eigengap_k": int(summary.get("eigengap_k") or 0),
             "spectrum": [round(float(v), 4) for v in (summary.get("eigenvalues") or [])[:16]],
             "default_clustering": summary.get("default_clustering"),
+            # optional: run --masks and python -m precompute perturb add these; None where absent
+            "right_reason": _optional_float(summary.get("right_reason")),
+            "right_reason_chance": _optional_float(summary.get("right_reason_chance")),
+            "off_object_sensitivity": _optional_float(summary.get("off_object_sensitivity")),
         })
     rows.sort(key=lambda row: (row["tau"] is None, -(row["tau"] or 0.0), row["name"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank if row["tau"] is not None else None
         # ranked at full precision; sent at what a person reads (a third less JSON at 1,000 classes)
-        for key in ("tau", "accuracy", "mean_true_prob"):
+        for key in ("tau", "accuracy", "mean_true_prob", "right_reason", "right_reason_chance",
+                    "off_object_sensitivity"):
             if row[key] is not None:
                 row[key] = round(row[key], 5)
     return rows
+
+
+def _optional_float(value) -> Optional[float]:
+    return None if value is None else float(value)
 
 
 @cache.memoize()
@@ -210,6 +219,15 @@ class ClassView:
     true_rank : ndarray of int32 (n,)
     true_prob : ndarray of float32 (n,)
     label : int
+    right_reason : ndarray of float32 (n,) or None
+        Right-reason score of each sample (``masks.npz``; NaN without positive relevance);
+        None for a class without masks.
+    sensitivity : ndarray of float32 (n, g, g) or None
+        Occlusion maps of the perturbation scan (``perturbation.npz``); None if not scanned.
+    off_object : ndarray of float32 (n,) or None
+        Share of each occlusion map's drop off the reference region.
+    perturbation : dict
+        The summary's ``perturbation`` section (grid, fill, reference); empty if not scanned.
     """
 
     id: str
@@ -228,6 +246,15 @@ class ClassView:
     true_rank: np.ndarray
     true_prob: np.ndarray
     label: int
+    right_reason: Optional[np.ndarray] = None
+    sensitivity: Optional[np.ndarray] = None
+    off_object: Optional[np.ndarray] = None
+    perturbation: Dict = field(default_factory=dict)
+
+    @property
+    def has_masks(self) -> bool:
+        """True if the class has object masks (and right-reason scores)."""
+        return self.right_reason is not None
 
     def labels(self, family: str, k: int) -> Optional[np.ndarray]:
         """Cluster labels (n,) of clustering ``family`` at ``k``, or None if not stored."""
@@ -249,6 +276,8 @@ def class_view(cid: str) -> ClassView:
         family, k = parse_clustering_name(name)
         families.setdefault(family, []).append(k)
     maps = {str(name): arrays["maps"][i] for i, name in enumerate(arrays["map_names"])}
+    masks = st.class_masks(cid, keys=("right_reason",))
+    scan = st.class_perturbation(cid, keys=("maps", "off_object"))
     return ClassView(
         id=cid,
         name=summary["name"],
@@ -266,6 +295,10 @@ def class_view(cid: str) -> ClassView:
         true_rank=arrays["true_rank"],
         true_prob=arrays["true_prob"],
         label=int(summary["label"]),
+        right_reason=None if masks is None else masks["right_reason"],
+        sensitivity=None if scan is None else scan["maps"],
+        off_object=None if scan is None else scan["off_object"],
+        perturbation=dict(summary.get("perturbation") or {}) if scan is not None else {},
     )
 
 
@@ -278,9 +311,23 @@ def thumbnail(cid: str, kind: str, index: int) -> bytes:
     """Encoded thumbnail bytes; raises :class:`StoreError` for unknown classes, kinds or indices."""
     if not store().has_class(cid):
         raise StoreError(f"unknown class {cid!r}")
+    if kind == "mask":
+        blob, offsets = _mask_outlines(cid)
+        if not 0 <= int(index) < len(offsets) - 1:
+            raise StoreError(f"class {cid}: no sample {index}")
+        return blob[int(offsets[index]):int(offsets[index + 1])].tobytes()
     if kind not in ("image", "heatmap"):
         raise StoreError(f"unknown thumbnail kind {kind!r}")
     return store().thumbnail(cid, kind, index, offsets=_thumb_offsets(cid, kind))
+
+
+@cache.memoize()
+def _mask_outlines(cid: str):
+    """``(packed outline thumbnails, offsets)`` of class ``cid`` (StoreError without masks)."""
+    masks = store().class_masks(cid, keys=("thumbs_mask", "thumb_offsets_mask"))
+    if masks is None:
+        raise StoreError(f"class {cid} has no masks")
+    return masks["thumbs_mask"], masks["thumb_offsets_mask"]
 
 
 @cache.memoize()

@@ -11,10 +11,11 @@ from urllib.parse import quote
 
 from dash import dcc, html
 
-from . import ids, views
+from . import figures, ids, views
 
 __all__ = ["unknown_class", "header", "group_buttons", "gallery_tile", "empty_gallery", "empty_prototype",
-           "no_export", "prototype", "export_links", "selection_summary", "inspector_caption", "side_panels",
+           "no_export", "prototype", "export_links", "selection_summary", "inspector_caption", "sensitivity_panel",
+           "tile_title", "side_panels",
            "gallery_panel", "GALLERY_MODES"]
 
 GALLERY_MODES = [{"label": "side by side", "value": "side"}, {"label": "overlay", "value": "overlay"},
@@ -90,17 +91,27 @@ def group_buttons(groups: Sequence[views.Group], active: Optional[int]):
     return buttons or html.Span(className="hint", children="No groups for this colouring.")
 
 
+def tile_title(item: views.GalleryItem) -> str:
+    """A tile's tooltip: index, path, p(true), and the right-reason and perturbation figures where stored."""
+    lines = [f"#{item.index} {item.path}", f"p(true) = {item.true_prob:.3f}"]
+    if item.right_reason is not None:
+        lines.append(f"right-reason score = {item.right_reason:.2f}")
+    if item.off_object is not None:
+        lines.append(f"off-object sensitivity = {item.off_object:.2f}")
+    return "\n".join(lines)
+
+
 def gallery_tile(item: views.GalleryItem):
     """One gallery tile: image and heatmap, the top-1 prediction and the true class's rank."""
     ok = item.true_rank == 1
     return html.Div(
         id={"type": ids.GALLERY_TILE, "index": item.index}, n_clicks=0, className="gallery-tile",
-        title=f"#{item.index} {item.path}\np(true) = {item.true_prob:.3f}", **{"data-index": str(item.index)},
+        title=tile_title(item), **{"data-index": str(item.index)},
         children=[
             html.Div(className="tile-images", children=[
                 html.Img(src=item.image_url, className="tile-image", alt=item.path),
                 html.Img(src=item.heatmap_url, className="tile-heatmap", alt="heatmap"),
-            ]),
+            ] + ([html.Img(src=item.mask_url, className="tile-mask", alt="object outline")] if item.mask_url else [])),
             html.Div(className="tile-caption", children=[
                 html.Span(item.top1, className="tile-pred"),
                 html.Span(f"rank {item.true_rank}", className="tile-rank " + ("ok" if ok else "bad")),
@@ -143,9 +154,33 @@ def selection_summary(count: int, n: int, correct: int) -> List:
 
 
 def inspector_caption(item: views.GalleryItem):
+    scores = []
+    if item.right_reason is not None:
+        scores.append(html.Span(className="right-reason", title="share of the decisive relevance (the fewest pixels "
+                                "holding 80 % of the positive relevance) that lies on the object mask",
+                                children=f"right-reason score {item.right_reason:.2f}"))
     return html.Div(className="inspector-caption", children=[
         html.B(f"#{item.index} "), html.Span(item.path), html.Br(),
         html.Span(f"predicted {item.top1} ({item.top1_prob:.0%}) · true class rank {item.true_rank}"),
+        *([html.Br()] + scores if scores else []),
+    ])
+
+
+def sensitivity_panel(view, item: views.GalleryItem, width: int, height: int):
+    """The sample's occlusion map (perturbation scan) beside the heatmap; None if the class was not scanned."""
+    if view.sensitivity is None:
+        return None
+    info = view.perturbation
+    reference = "object mask" if info.get("reference") == "mask" else "LRP's decisive region"
+    off = "—" if item.off_object is None else f"{item.off_object:.0%}"
+    return html.Div(children=[
+        html.H4("Occlusion sensitivity"),
+        dcc.Graph(id=ids.SENSITIVITY_GRAPH, config={"displayModeBar": False},
+                  figure=figures.sensitivity_figure(item.image_url, view.sensitivity[item.index], width, height,
+                                                    size=220)),
+        html.Div(className="hint", children=(
+            f"Red: covering that cell ({info.get('grid')}×{info.get('grid')} grid, filled with the "
+            f"{info.get('fill', 'image mean colour')}) lowers p(true). {off} of the drop lies outside the {reference}.")),
     ])
 
 
@@ -190,8 +225,11 @@ def side_panels(spectrum_figure, default_note: str, can_propose: bool) -> List:
             html.Div(id=ids.INSPECTOR, className="inspector", children=html.Span(
                 className="hint", children="Click a gallery tile to see it here; draw a box on it to cut "
                                            "that region out as an artifact.")),
-            dcc.Graph(id=ids.INSPECTOR_GRAPH, style={"display": "none"},
-                      config={"displayModeBar": False, "modeBarButtonsToAdd": ["drawrect", "eraseshape"]}),
+            html.Div(className="inspector-figures", children=[
+                dcc.Graph(id=ids.INSPECTOR_GRAPH, style={"display": "none"},
+                          config={"displayModeBar": False, "modeBarButtonsToAdd": ["drawrect", "eraseshape"]}),
+                html.Div(id=ids.INSPECTOR_SENSITIVITY, className="inspector-sensitivity"),
+            ]),
             html.Div(className="inspector-actions", children=[
                 html.Button("Cut box → lab", id=ids.INSPECTOR_CUT, className="button secondary", n_clicks=0,
                             disabled=True),

@@ -67,6 +67,20 @@ def probability_colors(true_prob: np.ndarray) -> Tuple[list, Optional[dict]]:
     }
 
 
+def score_colors(scores: np.ndarray, title: str, *, reverse: bool = False) -> Tuple[list, Optional[dict]]:
+    """A per-sample score in [0, 1] on a continuous scale, with its colour bar.
+
+    ``reverse`` flips the scale for a score where high is bad (off-object sensitivity),
+    so that suspicious samples are always drawn in the same (dark) colour. A sample
+    without a score (NaN) gets None, which plotly draws without a colour.
+    """
+    values = [None if not np.isfinite(v) else round(float(v), 4) for v in np.asarray(scores, dtype=float)]
+    return values, {
+        "colorscale": "Cividis", "cmin": 0.0, "cmax": 1.0, "reversescale": reverse,
+        "colorbar": {"title": {"text": title, "side": "right"}, "thickness": 12, "len": 0.8},
+    }
+
+
 def embedding_figure(coords: np.ndarray, colors: list, *, colorbar: Optional[dict] = None,
                      selected: Optional[Sequence[int]] = None, axis_titles: Tuple[str, str] = ("", ""),
                      revision: str = "", height: int = 560) -> go.Figure:
@@ -247,6 +261,42 @@ def inspector_figure(image_url: str, heatmap_url: str, width: int, height: int, 
     if box is not None:
         x0, y0, x1, y1 = box
         fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line=dict(color="#ee6c4d", width=2))
+    return fig
+
+
+#: Occlusion maps: red where covering a cell lowers p(true), blue where it raises it, and
+#: transparent where it changes nothing, so the image shows through the cells that do not matter.
+SENSITIVITY_SCALE = [[0.0, "rgba(33,102,172,0.85)"], [0.5, "rgba(255,255,255,0)"], [1.0, "rgba(178,24,43,0.9)"]]
+
+
+def sensitivity_figure(image_url: str, sensitivity: np.ndarray, width: int, height: int, *,
+                       size: int = 300) -> go.Figure:
+    """The perturbation scan of one sample: its occlusion map over the image.
+
+    Parameters
+    ----------
+    image_url : str
+        The sample's thumbnail, drawn beneath at model-input coordinates.
+    sensitivity : ndarray of float, shape (g, g)
+        Drop of p(true label) when each cell is occluded (row 0 at the top).
+    width, height : int
+        The model input's size in pixels.
+    """
+    grid = sensitivity.shape[0]
+    edges_x = np.linspace(0, width, grid + 1)
+    edges_y = np.linspace(0, height, grid + 1)
+    limit = max(float(np.abs(sensitivity).max()), 1e-6)
+    fig = go.Figure(go.Heatmap(
+        z=np.asarray(sensitivity, dtype=float).round(4), x=(edges_x[:-1] + edges_x[1:]) / 2,
+        y=(edges_y[:-1] + edges_y[1:]) / 2, zmin=-limit, zmax=limit, colorscale=SENSITIVITY_SCALE,
+        showscale=False, hovertemplate="occluding this cell: Δp = −%{z:.3f}<extra></extra>"))
+    fig.update_layout(
+        images=[dict(source=image_url, xref="x", yref="y", x=0, y=0, sizex=width, sizey=height, sizing="stretch",
+                     layer="below")],
+        height=size, width=size, margin=dict(l=2, r=2, t=2, b=2), plot_bgcolor="black", paper_bgcolor="white",
+        xaxis=dict(range=[0, width], visible=False, constrain="domain"),
+        yaxis=dict(range=[height, 0], visible=False, scaleanchor="x", constrain="domain"),
+    )
     return fig
 
 

@@ -53,6 +53,8 @@ REMOVAL_LINK = "explorer-removal"
 NAVIGATE_LAB = "explorer-navigate-lab"
 INSPECTOR = "inspector"
 INSPECTOR_GRAPH = "inspector-graph"
+INSPECTOR_SENSITIVITY = "inspector-sensitivity"
+SENSITIVITY_GRAPH = "sensitivity-graph"
 INSPECTOR_CUT = "inspector-cut"
 INSPECTOR_MESSAGE = "inspector-message"
 

@@ -1,6 +1,7 @@
 """Flask routes serving stored images and exports by URL (never base64 in callbacks).
 
-* ``/thumb/<class id>/<image|heatmap>/<index>.webp``: a stored thumbnail;
+* ``/thumb/<class id>/<image|heatmap|mask>/<index>.webp``: a stored thumbnail (``mask``: the
+  object mask's outline on transparency, where the run has masks);
 * ``/prototype/<class id>.webp?sel=<mask token>``: the mean heatmap of a selection;
 * ``/export/<class id>.<csv|json>?sel=<mask token>&clustering=<name>``: a selection's table;
 * ``/artifact/<artifact id>.png``: an artifact of the lab (library or draft);
@@ -74,7 +75,7 @@ def _class_version(cid: str) -> str:
 @blueprint.route("/thumb/<cid>/<kind>/<int:index>.webp")
 def thumbnail(cid: str, kind: str, index: int) -> Response:
     _class_or_404(cid)
-    if kind not in ("image", "heatmap"):
+    if kind not in ("image", "heatmap", "mask"):
         abort(404)
     try:
         payload = data.thumbnail(cid, kind, index)

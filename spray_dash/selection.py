@@ -94,7 +94,7 @@ class ViewState:
     dims : tuple of int
         Spectral dimensions shown when ``map == "spectral"``.
     color : str
-        A clustering family, ``correct`` or ``prob``.
+        A clustering family, or a colour mode of :data:`spray_dash.views.COLOR_MODES` (``correct``, ``prob``, ...).
     k : int or None
         Cluster count of the colouring clustering.
     cluster : int or None

@@ -24,6 +24,7 @@ from .figures import (
     cluster_colors,
     correctness_colors,
     probability_colors,
+    score_colors,
 )
 from .routes import thumb_url
 from .selection import ViewState
@@ -141,6 +142,9 @@ class ColorMode:
     clustering : bool
         True if the mode colours by a stored clustering: its choices are the class's
         clustering families and the view has a k.
+    available : callable
+        ``available(view) -> bool``: whether the class has what the mode shows (a mode
+        over an optional file, such as the masks, is offered only where it exists).
     """
 
     name: str
@@ -149,9 +153,12 @@ class ColorMode:
     paint: Callable[..., Tuple[list, Optional[dict]]]
     groups: Callable[..., List[Group]]
     clustering: bool = False
+    available: Callable[..., bool] = lambda view: True
 
     def choices(self, view) -> List[dict]:
         """Dropdown options this mode offers for ``view`` (value = the URL's ``color``)."""
+        if not self.available(view):
+            return []
         if self.clustering:
             return [{"label": FAMILY_LABELS.get(name, name), "value": name} for name in view.families]
         return [{"label": self.label, "value": self.name}]
@@ -175,9 +182,10 @@ def color_mode(view, color: Optional[str]) -> Optional[ColorMode]:
                  if any(option["value"] == color for option in mode.choices(view))), None)
 
 
-def plain_colors() -> List[str]:
-    """The colourings that need no stored clustering (valid in every class's URL)."""
-    return [mode.name for mode in color_modes() if not mode.clustering]
+def plain_colors(view=None) -> List[str]:
+    """The colourings that need no stored clustering; with ``view``, only those that class offers
+    (a class without masks has no right-reason colouring, so such a URL falls back to the default)."""
+    return [mode.name for mode in color_modes() if not mode.clustering and (view is None or mode.available(view))]
 
 
 def _cluster_labels(view, state: ViewState) -> Optional[np.ndarray]:
@@ -208,6 +216,12 @@ _register(ColorMode("correct", "prediction correct?", 1,
                     lambda view, state: correctness_colors(view.true_rank), _correctness_groups))
 _register(ColorMode("prob", "p(true label)", 2,
                     lambda view, state: probability_colors(view.true_prob), lambda view, state: []))
+_register(ColorMode("right_reason", "right-reason score", 3,
+                    lambda view, state: score_colors(view.right_reason, "right reason"), lambda view, state: [],
+                    available=lambda view: getattr(view, "right_reason", None) is not None))
+_register(ColorMode("off_object", "off-object sensitivity", 4,
+                    lambda view, state: score_colors(view.off_object, "off-object", reverse=True),
+                    lambda view, state: [], available=lambda view: getattr(view, "off_object", None) is not None))
 
 
 def coloring(view, state: ViewState):
@@ -242,6 +256,15 @@ class GalleryItem:
     true_rank: int
     true_prob: float
     path: str
+    mask_url: Optional[str] = None
+    right_reason: Optional[float] = None
+    off_object: Optional[float] = None
+
+
+def _finite(values: Optional[np.ndarray], i: int) -> Optional[float]:
+    if values is None or not np.isfinite(values[i]):
+        return None
+    return float(values[i])
 
 
 def gallery_items(view, indices: Sequence[int], label_names: Sequence[str]) -> List[GalleryItem]:
@@ -259,6 +282,9 @@ def gallery_items(view, indices: Sequence[int], label_names: Sequence[str]) -> L
             true_rank=int(view.true_rank[i]),
             true_prob=float(view.true_prob[i]),
             path=str(view.paths[i]),
+            mask_url=thumb_url(view.id, "mask", i) if view.right_reason is not None else None,
+            right_reason=_finite(view.right_reason, i),
+            off_object=_finite(view.off_object, i),
         ))
     return items
 

@@ -11,6 +11,9 @@ store build on it instead of training their own.
 """
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,16 +21,22 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Size of the test session's demo: images per class and training epochs.
-TEST_DEMO = {"n_per_class": 80, "epochs": 12}
+TEST_DEMO = {"n_per_class": 80, "epochs": 12, "perturb": ("star",)}
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
-    """Path of a complete demo run store (``build_demo_store(seed=0, **TEST_DEMO)``)."""
-    from precompute.demo_run import build_demo_store
+    """Path of a complete demo run store (``build_demo_store(seed=0, **TEST_DEMO)``).
 
+    Built in a fresh process, as ``python -m precompute demo`` builds it: the demo's training
+    pins torch's x86 kernels before torch runs its first kernel
+    (:func:`precompute.threads.pin_x86_kernels`), which a test session that has already run
+    torch can no longer do. In-process, an AVX-512 machine trained another model.
+    """
     out = tmp_path_factory.mktemp("demo") / "run"
-    build_demo_store(out, seed=0, progress=False, log=lambda message: None, **TEST_DEMO)
+    code = ("import sys; from precompute.demo_run import build_demo_store; "
+            f"build_demo_store(sys.argv[1], seed=0, progress=False, log=lambda message: None, **{TEST_DEMO!r})")
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, cwd=Path(__file__).resolve().parents[1])
     return out
 
 

@@ -4,6 +4,7 @@ from .artifacts import ARTIFACTS, Artifact, artifact_for_class, save_artifacts
 from .dataset import (
     ARTIFACT_FRACTION,
     CLASSES,
+    MASKS_FOLDER,
     DemoRecord,
     generate_dataset,
     read_truth,
@@ -17,6 +18,7 @@ __all__ = [
     "ARTIFACT_FRACTION",
     "ARTIFACTS",
     "CLASSES",
+    "MASKS_FOLDER",
     "Artifact",
     "DemoRecord",
     "DemoVGG",

@@ -57,10 +57,12 @@ __all__ = [
     "CLASSES",
     "ARTIFACTS",
     "ARTIFACT_FRACTION",
+    "MASKS_FOLDER",
     "Artifact",
     "DemoRecord",
     "artifact_for_class",
     "render_sample",
+    "render_sample_and_mask",
     "generate_dataset",
     "write_truth",
     "read_truth",
@@ -72,6 +74,9 @@ CLASSES: Tuple[str, ...] = (
     "arrow", "circle", "crescent", "cross", "diamond",
     "heart", "ring", "square", "star", "triangle",
 )
+
+#: Folder of the analysed images' object masks in a demo directory (``run --masks``).
+MASKS_FOLDER = "masks"
 
 #: Fraction of a planted class's images that carry its artifact.
 ARTIFACT_FRACTION = 0.38
@@ -185,8 +190,10 @@ def _paint(canvas: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> None:
 
 
 
-def _render_base(class_name: str, rng: np.random.Generator, size: int, hard: bool = False) -> np.ndarray:
-    """Background, clutter, object, occluder, decoy and noise, as RGB uint8 (size, size, 3).
+def _render_base(class_name: str, rng: np.random.Generator, size: int,
+                 hard: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """Background, clutter, object, occluder, decoy and noise, as RGB uint8 (size, size, 3),
+    and the object's silhouette, bool (size, size).
 
     ``hard`` draws the object smaller and more often faint: the look of the images that
     come with an artifact (see :func:`render_sample`).
@@ -215,7 +222,7 @@ def _render_base(class_name: str, rng: np.random.Generator, size: int, hard: boo
         look_alike = decoy(rng, size).astype(np.float32) / 255
         image = image * (1 - look_alike[..., 3:]) + look_alike[..., :3] * look_alike[..., 3:]
     image += rng.normal(0, rng.uniform(0.0, _NOISE_MAX), image.shape).astype(np.float32)
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8), mask >= 0.5
 
 
 def _stream_code(stream: str) -> int:
@@ -228,7 +235,15 @@ def _sample_rng(seed: int, stream: str, class_index: int, index: int) -> np.rand
 
 def render_sample(class_name: str, index: int, *, seed: int = 0, stream: str = "data",
                   artifact: str = "", image_size: int = 64, composite: bool = True) -> np.ndarray:
-    """Render one image of the dataset.
+    """Render one image of the dataset (:func:`render_sample_and_mask` without the mask)."""
+    return render_sample_and_mask(class_name, index, seed=seed, stream=stream, artifact=artifact,
+                                  image_size=image_size, composite=composite)[0]
+
+
+def render_sample_and_mask(class_name: str, index: int, *, seed: int = 0, stream: str = "data",
+                           artifact: str = "", image_size: int = 64,
+                           composite: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Render one image of the dataset and the silhouette of its object.
 
     The image is drawn from ``(seed, stream, class_name, index)`` and whether it carries
     an artifact (such images show harder objects, see the module docstring). The artifact
@@ -255,7 +270,10 @@ def render_sample(class_name: str, index: int, *, seed: int = 0, stream: str = "
 
     Returns
     -------
-    ndarray of shape (image_size, image_size, 3), uint8
+    image : ndarray of uint8, shape (image_size, image_size, 3)
+    mask : ndarray of bool, shape (image_size, image_size)
+        The object's silhouette (shape coverage at least one half), occluded parts
+        included; never the artifact, the clutter or a decoy.
     """
     if not isinstance(stream, str) or not stream:
         raise ConfigError(f"stream must be a non-empty string, got {stream!r}")
@@ -265,10 +283,10 @@ def render_sample(class_name: str, index: int, *, seed: int = 0, stream: str = "
     rng = _sample_rng(int(seed), stream, CLASSES.index(class_name), int(index))
     if artifact:
         artifact = ARTIFACTS.get(artifact).name
-    image = _render_base(class_name, rng, size, hard=bool(artifact))
+    image, mask = _render_base(class_name, rng, size, hard=bool(artifact))
     if artifact and composite:
         image = composite_artifact(image, artifact_frame(artifact, size))
-    return image
+    return image, mask
 
 
 # --------------------------------------------------------------------------- dataset files
@@ -290,8 +308,9 @@ def _artifact_indices(n: int, seed: int, stream: str, class_index: int) -> set:
 
 
 def generate_dataset(root, *, seed: int = 0, n_per_class: int = 200, image_size: int = 64,
-                     stream: str = "data", progress: bool = False) -> List[DemoRecord]:
-    """Write the shapes dataset as an ImageFolder ``root/<class>/<0000>.png``.
+                     stream: str = "data", progress: bool = False, masks_root=None,
+                     images: bool = True) -> List[DemoRecord]:
+    """Write the shapes dataset as an ImageFolder ``root/<class>/<0000>.png``, and its object masks.
 
     Parameters
     ----------
@@ -307,6 +326,11 @@ def generate_dataset(root, *, seed: int = 0, n_per_class: int = 200, image_size:
         Seed stream: ``"data"`` for the analysed set, ``"holdout"`` for the held-out set.
     progress : bool
         Show a tqdm progress bar.
+    masks_root : str or path-like, optional
+        Also write each image's object mask as ``masks_root/<class>/<0000>.png`` (8-bit,
+        255 = object), the layout ``run --masks`` reads.
+    images : bool
+        Write the images; False writes only the masks (a demo built before masks existed).
 
     Returns
     -------
@@ -324,12 +348,17 @@ def generate_dataset(root, *, seed: int = 0, n_per_class: int = 200, image_size:
         for class_index, class_name in enumerate(CLASSES):
             planted = artifact_for_class(class_name)
             carriers = _artifact_indices(n_per_class, seed, stream, class_index) if planted else set()
-            (root / class_name).mkdir(parents=True, exist_ok=True)
+            for folder in ([root] if images else []) + ([Path(masks_root)] if masks_root is not None else []):
+                (folder / class_name).mkdir(parents=True, exist_ok=True)
             for i in range(n_per_class):
                 artifact = planted.name if i in carriers else ""
-                image = render_sample(class_name, i, seed=seed, stream=stream, artifact=artifact, image_size=size)
+                image, mask = render_sample_and_mask(class_name, i, seed=seed, stream=stream, artifact=artifact,
+                                                     image_size=size)
                 rel = f"{class_name}/{i:04d}.png"
-                Image.fromarray(image).save(root / rel, format="PNG")
+                if images:
+                    Image.fromarray(image).save(root / rel, format="PNG")
+                if masks_root is not None:
+                    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(Path(masks_root) / rel, format="PNG")
                 records.append(DemoRecord(rel, class_name, artifact))
                 bar.update(1)
     finally:

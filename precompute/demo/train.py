@@ -3,6 +3,7 @@
 ``build_demo_assets(out_dir)`` writes::
 
     out_dir/data/<class>/<0000>.png     analysed (training) set
+    out_dir/masks/<class>/<0000>.png    its object masks (255 = the shape), for run --masks
     out_dir/holdout/<class>/<0000>.png  held-out set, same artifact rates, other seed stream
     out_dir/truth.csv                   path,class,artifact of the analysed set
     out_dir/holdout_truth.csv           the same for the held-out set
@@ -26,7 +27,7 @@ from ..lab import paste_effect
 from ..progress import progress_bar
 from ..store import ARTIFACTS_DIR, DEMO_REPORT, HOLDOUT_TRUTH, TRUTH, write_json_atomic
 from ..threads import limit_threads, pin_x86_kernels
-from .dataset import ARTIFACTS, CLASSES, generate_dataset, save_artifacts, write_truth
+from .dataset import ARTIFACTS, CLASSES, MASKS_FOLDER, generate_dataset, save_artifacts, write_truth
 from .model import build_demo_model
 
 __all__ = ["TRAIN_THREADS", "load_image_folder", "train_demo_model", "build_demo_assets"]
@@ -258,7 +259,7 @@ def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progres
         holdout_per_class = max(20, n_per_class // 4)
     start = time.perf_counter()
     records = generate_dataset(out_dir / "data", seed=seed, n_per_class=n_per_class, stream="data",
-                               progress=progress)
+                               progress=progress, masks_root=out_dir / MASKS_FOLDER)
     holdout = generate_dataset(out_dir / "holdout", seed=seed, n_per_class=holdout_per_class, stream="holdout",
                                progress=progress)
     write_truth(records, out_dir / TRUTH)

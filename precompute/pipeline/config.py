@@ -66,6 +66,9 @@ class RunConfig:
         ``"auto"``, ``"fast"`` or ``"zennit"`` (see :class:`precompute.lrp.Attributor`).
     precision : str
         ``"fp32"``, or on CUDA ``"tf32"`` or ``"bf16"``.
+    masks : Path or None
+        Object masks mirroring ``data`` (``MASKS/<class>/<image>.png``, nonzero = object):
+        each class gets right-reason scores (:mod:`precompute.pipeline.masking`).
     """
 
     data: Path
@@ -88,6 +91,7 @@ class RunConfig:
     lrp_backend: str = "auto"
     precision: str = "fp32"
     variant: Optional[Path] = None
+    masks: Optional[Path] = None
 
     def check(self) -> "RunConfig":
         """Check the values, names and paths that need no heavy import (torch, zennit); return self.
@@ -106,6 +110,8 @@ class RunConfig:
             raise ConfigError(f"--device must be auto, cpu or cuda, got {self.device!r}")
         self.analysis.validate()
         ENGINES.get(self.engine)
+        if self.masks is not None and not Path(self.masks).is_dir():
+            raise ConfigError(f"--masks {self.masks}: not a folder (expected MASKS/<class>/<image>.png)")
         if self.variant is not None:
             if not (Path(self.variant) / "variant.json").is_file():
                 raise ConfigError(f"--variant {self.variant}: not a model variant folder (RUN/variants/ID, "

@@ -59,7 +59,7 @@ def run_local(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
         job = prepare(config, log, progress=progress)
         writer, report, todo = job.writer, job.report, job.todo
         if not todo:
-            finalise(writer, report)
+            finalise(writer, report, config=config, index=job.index, progress=progress, log=log)
             return report
         import torch
 
@@ -71,7 +71,7 @@ def run_local(config: RunConfig, *, progress: bool = True, log: Callable[[str], 
             _attribute_and_store(job, config, progress, log)
         finally:
             torch.set_num_threads(threads_before)
-        finalise(writer, report)
+        finalise(writer, report, config=config, index=job.index, progress=progress, log=log)
     return report
 
 

@@ -249,7 +249,7 @@ def run_ray(config: RunConfig, *, progress: bool = True, log: Callable[[str], No
                                          Path(job.index.root).resolve()) for _ in range(count)]
             in_flight = count + max(1, min(analysis_cpus, MAX_ANALYSES))
             _stream_classes(job, config, ActorPool(actors), in_flight, progress, log)
-        finalise(writer, report)
+        finalise(writer, report, config=config, index=job.index, progress=progress, log=log)
         return report
     finally:
         for actor in actors:

@@ -7,7 +7,8 @@ In the order of a run::
     attribution.attribute_classes-> one ClassBuffer per class: float16 heatmaps, logits, thumbnails
     finish_class(buffer)         -> ClassAnalysis: the analysis (precompute.analysis) and the arrays to store
     write_class(writer, ...)     -> written atomically, noted in the report
-    finalise(writer, report)     -> sizes and the end time in the manifest and the report
+    finalise(writer, report)     -> with --masks, right-reason scores (masking); sizes and the end time
+                                    in the manifest and the report
 
 The local engine (:mod:`precompute.pipeline.local`) runs them in one process; the
 Ray engine (:mod:`precompute.pipeline.ray`) attributes on actors and finishes
@@ -120,6 +121,9 @@ def prepare(config: RunConfig, log: Callable[[str], None],
             bar.update(done - bar.n)
 
         index = scan_image_folder(config.data, config.classes, config.class_index, on_progress=on_scan)
+    from .masking import check_run_masks
+
+    check_run_masks(config, index, progress)  # before the model loads: a bad mask costs seconds, not a run
     num_classes = config.num_classes or len(index.label_names)
     too_high = [cls.name for cls in index.classes if cls.label >= num_classes]
     if too_high:
@@ -326,8 +330,10 @@ def safe_report(writer: RunWriter, report: Dict[str, Any]) -> None:
         pass
 
 
-def finalise(writer: RunWriter, report: Dict[str, Any]) -> None:
-    """Record the end time, the classes and samples finished and the bytes per image.
+def finalise(writer: RunWriter, report: Dict[str, Any], *, config: Optional[RunConfig] = None,
+             index: Optional[ImageFolderIndex] = None, progress: bool = False,
+             log: Callable[[str], None] = print) -> None:
+    """Score masks (``--masks``), then record the end time, the classes and samples finished and the bytes per image.
 
     Parameters
     ----------
@@ -335,7 +341,18 @@ def finalise(writer: RunWriter, report: Dict[str, Any]) -> None:
         The bytes per image also go into the manifest's ``storage`` section.
     report : dict
         The run report, written to ``report.json``.
+    config : RunConfig, optional
+        With ``config.masks``, the finished classes of ``index`` get right-reason scores
+        (:func:`precompute.pipeline.masking.add_right_reason`).
+    index : ImageFolderIndex, optional
+        The run's classes.
+    progress : bool
+    log : callable
     """
+    if config is not None and config.masks is not None and index is not None:
+        from .masking import add_right_reason
+
+        add_right_reason(writer, config, index, progress=progress, log=log)
     ids = writer.finished_ids()
     total_bytes = sum(writer.class_bytes(cid) for cid in ids)
     samples = sum(writer.summary(cid)["n"] for cid in ids)

@@ -16,11 +16,14 @@ Layout::
           heatmaps.npy               float16 (n, H, W) relevance, one contiguous block per sample
           thumbs-image.bin           packed WebP thumbnails of the model's input images
           thumbs-heatmap.bin         packed WebP thumbnails of the heatmaps
+          masks.npz                  optional (run --masks): object masks, right-reason scores, outlines
+          perturbation.npz           optional (perturb): occlusion sensitivity maps
         .tmp-c0001-1234/             a class being written; never read
       artifacts/                     the run's artifact library: RGBA patches + artifacts.json (demo)
       experiments/                   written by the artifact lab (the only part the app writes)
         artifacts/<id>.png, <id>.json    artifact drafts: uploads, boxes cut from samples, proposals
         <experiment id>/             one finished experiment: record.json + thumbnails, written atomically
+      search/                        the similarity index: vectors.npy, rows.npy, search.json
       variants/<id>/                 corrected models (ClArC): variant.json, weights.pt or projection.pt,
                                      concept.pt, cleaning.csv; written atomically
       truth.csv, demo_report.json    the demo's (and synthetic stores') ground truth and training report
@@ -39,6 +42,10 @@ from .layout import (
     ARTIFACTS_DIR,
     CLASS_ARRAYS,
     CLASS_ID_PATTERN,
+    CLASS_MASKS,
+    MASK_ARRAYS,
+    PERTURBATION,
+    PERTURBATION_ARRAYS,
     DEMO_REPORT,
     HOLDOUT_TRUTH,
     SCHEMA_VERSION,
@@ -80,6 +87,10 @@ __all__ = [
     "new_record_id",
     "datetime_now",
     "CLASS_ARRAYS",
+    "CLASS_MASKS",
+    "MASK_ARRAYS",
+    "PERTURBATION",
+    "PERTURBATION_ARRAYS",
     "THUMB_KINDS",
     "ClassAnalysis",
     "ClassRecord",

@@ -21,7 +21,8 @@ from ..errors import StoreError
 
 __all__ = [
     "SCHEMA_VERSION", "MANIFEST", "REPORT", "CLASSES_DIR", "ARTIFACTS_DIR", "ARTIFACT_INDEX", "EXPERIMENTS_DIR",
-    "DRAFTS_DIR", "RECORD", "SUMMARY", "ANALYSIS", "HEATMAPS", "THUMB_KINDS", "TRUTH", "HOLDOUT_TRUTH",
+    "DRAFTS_DIR", "RECORD", "SUMMARY", "ANALYSIS", "HEATMAPS", "CLASS_MASKS", "PERTURBATION", "MASK_ARRAYS",
+    "PERTURBATION_ARRAYS", "THUMB_KINDS", "TRUTH", "HOLDOUT_TRUTH",
     "DEMO_REPORT", "TRUTH_COLUMNS", "CLASS_ARRAYS", "CLASS_ID_PATTERN", "class_id", "is_class_id",
     "thumb_file", "clustering_name", "parse_clustering_name", "write_json_atomic", "json_safe",
     "write_bytes_durable", "fsync_dir", "is_disk_full", "write_truth_rows", "write_artifact_library",
@@ -50,6 +51,8 @@ SEARCH_ROWS = "rows.npy"  # int32 (N, 2): (model label, index in its class) of e
 SEARCH_META = "search.json"  # grid, kind, count, classes, the run's "created": written last
 SUMMARY = "summary.json"
 ANALYSIS = "analysis.npz"
+CLASS_MASKS = "masks.npz"  # run --masks: object masks, right-reason scores, outline thumbnails (MASK_ARRAYS)
+PERTURBATION = "perturbation.npz"  # python -m precompute perturb: occlusion maps (PERTURBATION_ARRAYS)
 HEATMAPS = "heatmaps.npy"
 THUMB_KINDS = ("image", "heatmap")
 #: The demo's and the synthetic store's ground truth, in the run directory.
@@ -82,6 +85,25 @@ CLASS_ARRAYS: Dict[str, str] = {
     "relevance_sum": "float32 (n,): sum of each heatmap",
     "thumb_offsets_image": "int64 (n+1,): byte offsets into thumbs-image.bin",
     "thumb_offsets_heatmap": "int64 (n+1,): byte offsets into thumbs-heatmap.bin",
+}
+
+
+# Optional files a class folder gains after it is written; each is replaced atomically as a whole.
+MASK_ARRAYS: Dict[str, str] = {
+    "object_mask": "uint8 (n, ceil(H*W/8)): the object mask at heatmap resolution, np.packbits of each row-major "
+                   "(H, W) bool mask (precompute.masks.unpack_masks)",
+    "right_reason": "float32 (n,): share of the decisive region (fewest pixels holding 80 % of the positive "
+                    "relevance) that lies on the object; NaN without positive relevance",
+    "chance": "float32 (n,): the mask's area fraction, the score of a random explainer",
+    "thumbs_mask": "uint8 (bytes,): packed lossless WebP outlines of the masks at thumbnail size",
+    "thumb_offsets_mask": "int64 (n+1,): byte offsets into thumbs_mask",
+}
+PERTURBATION_ARRAYS: Dict[str, str] = {
+    "maps": "float32 (n, g, g): drop of p(true label) when each grid cell is occluded (row-major cells, y down)",
+    "base_prob": "float32 (n,): p(true label) of the unoccluded image",
+    "off_object": "float32 (n,): share of the positive drop outside the reference region (mask, else the LRP "
+                  "decisive region); NaN when no occlusion lowers p",
+    "reference_cover": "float32 (n, g, g): fraction of each cell inside the reference region",
 }
 
 

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from ..errors import StoreError
 from .layout import (
     ANALYSIS,
     ARTIFACT_INDEX,
+    CLASS_MASKS,
+    PERTURBATION,
     ARTIFACTS_DIR,
     CLASSES_DIR,
     DEMO_REPORT,
@@ -200,6 +202,14 @@ class RunStore:
         ``offsets`` (the class's ``thumb_offsets_<kind>`` array) may be passed by callers
         that cache it; otherwise it is read from ``analysis.npz``.
         """
+        if kind == "mask":  # the mask outlines live in masks.npz, added after the class was written
+            masks = self.class_masks(cid, keys=("thumbs_mask", "thumb_offsets_mask"))
+            if masks is None:
+                raise StoreError(f"class {cid} has no masks")
+            blob, offsets = masks["thumbs_mask"], masks["thumb_offsets_mask"]
+            if not 0 <= int(index) < len(offsets) - 1:
+                raise StoreError(f"class {cid}: no sample {index}")
+            return blob[int(offsets[int(index)]):int(offsets[int(index) + 1])].tobytes()
         if kind not in THUMB_KINDS:
             raise StoreError(f"unknown thumbnail kind {kind!r}")
         folder = self._class_dir(cid)
@@ -213,6 +223,27 @@ class RunStore:
         with open(folder / thumb_file(kind), "rb") as handle:
             handle.seek(start)
             return handle.read(stop - start)
+
+    def class_part(self, cid: str, name: str, keys: Optional[Sequence[str]] = None) -> Optional[Dict[str, np.ndarray]]:
+        """The arrays of an optional class file (``masks.npz``, ``perturbation.npz``), or None if it has none.
+
+        ``keys`` reads only those arrays (the app needs the scores, not the packed masks).
+        """
+        if name not in (CLASS_MASKS, PERTURBATION):
+            raise StoreError(f"not an optional class file: {name!r}")
+        path = self._class_dir(cid) / name
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            return {key: npz[key] for key in (npz.files if keys is None else keys)}
+
+    def class_masks(self, cid: str, keys: Optional[Sequence[str]] = None) -> Optional[Dict[str, np.ndarray]]:
+        """``masks.npz`` of class ``cid`` (:data:`~precompute.store.layout.MASK_ARRAYS`), or None."""
+        return self.class_part(cid, CLASS_MASKS, keys)
+
+    def class_perturbation(self, cid: str, keys: Optional[Sequence[str]] = None) -> Optional[Dict[str, np.ndarray]]:
+        """``perturbation.npz`` of class ``cid`` (:data:`~precompute.store.layout.PERTURBATION_ARRAYS`), or None."""
+        return self.class_part(cid, PERTURBATION, keys)
 
     def class_bytes(self, cid: str) -> int:
         """Bytes on disk of class ``cid``."""

@@ -220,7 +220,9 @@ class ClassSummary(Record):
     """``classes/<id>/summary.json``: the class's leaderboard row (see ``docs/store.md``).
 
     ``tau`` is None for a class too small for it, with ``tau_note`` saying why;
-    ``bytes`` is filled in by :meth:`precompute.store.RunWriter.write_class`.
+    ``bytes`` is filled in by :meth:`precompute.store.RunWriter.write_class`. The
+    right-reason and perturbation keys appear once ``run --masks`` or ``perturb`` has
+    added their file to the class (:meth:`precompute.store.RunWriter.write_class_part`).
     """
 
     id: str = ""
@@ -245,6 +247,13 @@ class ClassSummary(Record):
     eigenvectors_used: Optional[int] = None
     fisher_kmeans: Dict[str, float] = field(default_factory=dict)
     bytes: Optional[int] = optional()
+    # added by run --masks (masks.npz): the class's mean right-reason score and its chance level
+    right_reason: Optional[float] = optional()
+    right_reason_chance: Optional[float] = optional()
+    masks: Optional[Dict[str, Any]] = optional()  # root, share, scored
+    # added by python -m precompute perturb (perturbation.npz)
+    off_object_sensitivity: Optional[float] = optional()
+    perturbation: Optional[Dict[str, Any]] = optional()  # grid, fill, reference, seconds
     extra: Dict[str, Any] = field(default_factory=dict)
 
 

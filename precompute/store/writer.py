@@ -21,6 +21,10 @@ from .layout import (
     ANALYSIS,
     ARTIFACT_INDEX,
     CLASS_ARRAYS,
+    CLASS_MASKS,
+    MASK_ARRAYS,
+    PERTURBATION,
+    PERTURBATION_ARRAYS,
     DRAFTS_DIR,
     HEATMAPS,
     MANIFEST,
@@ -283,6 +287,50 @@ class RunWriter(RunStore):
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def write_class_part(self, cid: str, name: str, arrays: Mapping[str, np.ndarray],
+                         summary: Mapping[str, Any]) -> Path:
+        """Add (or replace) an optional file of a finished class and its keys in ``summary.json``.
+
+        Parameters
+        ----------
+        cid : str
+            A finished class.
+        name : {"masks.npz", "perturbation.npz"}
+            :data:`~precompute.store.layout.CLASS_MASKS` or :data:`~precompute.store.layout.PERTURBATION`.
+        arrays : mapping of str to ndarray
+            Every array of that file's contract (``MASK_ARRAYS``, ``PERTURBATION_ARRAYS``).
+        summary : mapping
+            Keys merged into the class's summary (its leaderboard columns).
+
+        The file is written to a temporary name and renamed, then the summary rewritten
+        the same way: a killed writer leaves the old file or the new one, and a summary
+        without the new keys only makes the next run compute them again.
+        """
+        contracts = {CLASS_MASKS: MASK_ARRAYS, PERTURBATION: PERTURBATION_ARRAYS}
+        if name not in contracts:
+            raise StoreError(f"not an optional class file: {name!r}")
+        missing = set(contracts[name]) - set(arrays)
+        if missing:
+            raise StoreError(f"class {cid} {name}: missing arrays {sorted(missing)}")
+        folder = self._class_dir(cid)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.savez(handle, **{key: np.asarray(value) for key, value in arrays.items()})
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, folder / name)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        record = {**self.summary(cid), **json_safe(dict(summary))}
+        record["bytes"] = sum(entry.stat().st_size for entry in os.scandir(folder)
+                              if entry.is_file() and not entry.name.startswith("."))
+        write_json_atomic(folder / SUMMARY, record)
+        fsync_dir(folder)
+        return folder / name
 
     def write_search_index(self, vectors: np.ndarray, rows: np.ndarray, meta: Dict[str, Any]) -> Path:
         """Replace ``RUN/search/`` atomically with these vectors (N, d), rows (N, 2) and ``meta``.

@@ -39,7 +39,7 @@ def _state_from_store(view, stored: Optional[dict]) -> ViewState:
     family, k = views.default_view(view)
     return parse_view_state(stored or {}, maps=list(view.maps), families=view.families,
                             q=view.spectral.shape[1], n=view.n, default_family=family, default_k=k,
-                            colors=views.plain_colors())
+                            colors=views.plain_colors(view))
 
 
 def _initial_selection(view, state: ViewState) -> dict:
@@ -309,19 +309,21 @@ def to_lab(_propose, _cut, selection, relayout, focus, cid):
     Output(ids.INSPECTOR_GRAPH, "figure"),
     Output(ids.INSPECTOR_GRAPH, "style"),
     Output(ids.INSPECTOR_CUT, "disabled"),
+    Output(ids.INSPECTOR_SENSITIVITY, "children"),
     Input(ids.FOCUS, "data"),
     State(ids.CLASS_ID, "data"),
 )
 def inspect(focus, cid):
-    """Show the clicked sample large, ready for a box to be drawn on it."""
+    """Show the clicked sample large, ready for a box to be drawn on it, with its occlusion map if scanned."""
     view = data.class_view(cid)
     if focus is None or not 0 <= int(focus) < view.n:
-        return no_update, no_update, {"display": "none"}, True
+        return no_update, no_update, {"display": "none"}, True, None
     index = int(focus)
     height, width = view.summary.get("heatmap_shape", [64, 64])
     item = views.gallery_items(view, [index], data.label_names())[0]
     figure = figures.inspector_figure(item.image_url, item.heatmap_url, width, height)
-    return parts.inspector_caption(item), figure, {"display": "block"}, False
+    return (parts.inspector_caption(item), figure, {"display": "block"}, False,
+            parts.sensitivity_panel(view, item, width, height))
 
 
 @callback(

@@ -32,6 +32,30 @@ COLUMNS = [
      "cellDataType": False},  # a list drawn by its renderer: no inferred "object" type (AG Grid warning #48)
     {"field": "default_clustering", "headerName": "default clustering", "flex": 1, "minWidth": 150},
 ]
+# Columns of optional analyses: shown only when some class has the value (a run without masks
+# or a perturbation scan shows neither column, and no error).
+OPTIONAL_COLUMNS = [
+    {"field": "right_reason", "headerName": "right reason", "width": 140, "filter": "agNumberColumnFilter",
+     "comparator": {"function": "sprayNullsLast"},
+     "valueFormatter": {"function": "params.value == null ? '—' : d3.format('.2f')(params.value)"},
+     "tooltipValueGetter": {"function": "params.data.right_reason_chance == null ? null : "
+                                        "'chance level (mask area): ' + d3.format('.2f')(params.data.right_reason_chance)"},
+     "headerTooltip": "mean share of the decisive relevance (the fewest pixels holding 80 % of the positive "
+                      "relevance) that lies on the object mask; low = right for the wrong reason (run --masks)"},
+    {"field": "off_object_sensitivity", "headerName": "off-object", "width": 130, "filter": "agNumberColumnFilter",
+     "comparator": {"function": "sprayNullsLast"},
+     "valueFormatter": {"function": "params.value == null ? '—' : d3.format('.0%')(params.value)"},
+     "headerTooltip": "perturbation scan: mean share of the drop in p(true) caused by occluding regions off the "
+                      "object (python -m precompute perturb)"},
+]
+
+
+def columns(rows) -> list:
+    """The leaderboard's columns: the fixed ones, then each optional one some row has a value for."""
+    return COLUMNS + [column for column in OPTIONAL_COLUMNS
+                      if any(row.get(column["field"]) is not None for row in rows)]
+
+
 PAGE_SIZE = 25
 PAGE_SIZES = [25, 50, 100]  # AG Grid warns (#94, #95) unless the page size is one of its selector's sizes
 
@@ -65,7 +89,7 @@ def layout(**_query):
         dag.AgGrid(
             id=ids.LEADERBOARD,
             rowData=rows,
-            columnDefs=COLUMNS,
+            columnDefs=columns(rows),
             defaultColDef={"sortable": True, "resizable": True, "floatingFilter": False},
             dashGridOptions={"pagination": True, "paginationPageSize": PAGE_SIZE,
                              "paginationPageSizeSelector": PAGE_SIZES, "animateRows": False,

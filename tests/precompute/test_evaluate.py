@@ -48,3 +48,25 @@ def test_read_truth(tmp_path):
         read_truth(tmp_path / "bad.csv")
     with pytest.raises(ConfigError, match="not found"):
         read_truth(tmp_path / "none.csv")
+
+
+def test_evaluate_reports_right_reason_and_the_occlusion_peak(demo_run, capsys):
+    """On the test demo (masks for every class, star scanned): the figures behind the README's second table."""
+    import json
+
+    from precompute.cli import main
+
+    assert main(["evaluate", str(demo_run), "--table"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    star = result["classes"]["star"]
+    assert star["peak_on_artifact"] >= 0.8 and star["peak_on_artifact_clean"] < 0.3
+    assert star["off_object_artifact"] > star["off_object_clean"]
+    for name, entry in result["classes"].items():
+        assert entry["right_reason_clean"] > entry["right_reason_chance"], name
+        if entry["planted"]:
+            assert entry["right_reason_artifact"] < 0.5 * entry["right_reason_clean"], name
+        if name != "star":
+            assert "peak_on_artifact" not in entry  # not scanned
+    row = next(line for line in out if line.startswith("| star | watermark | 0."))
+    assert f"{100 * star['peak_on_artifact']:.0f} %" in row
