@@ -1,9 +1,13 @@
-"""Command line: ``python -m precompute {run,demo,evaluate,paste,unhans,index,similar} ...``.
+"""Command line: ``python -m precompute {run,demo,evaluate,paste,unhans,index,similar,perturb,...} ...``.
 
 Errors a user can cause are printed as one ``error:`` line naming the file and the
 reason (exit status 2); an interrupted run says how to resume (exit status 130).
 ``run`` checks its paths and option names before it imports torch, torchvision or
 zennit, so such errors come at once.
+
+This module is long on purpose: one parser builder and one thin handler per command,
+each calling into the package that does the work, so the whole command line reads in
+one place.
 """
 from __future__ import annotations
 
@@ -97,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--variant", type=Path, default=None,
                      help="a corrected model from 'unhans': its folder RUN/variants/ID (weights and projections "
                           "are applied after --weights, the run's original weights)")
+    run.add_argument("--val-data", type=Path, default=None,
+                     help="validation ImageFolder with the same class names: analysed with the training images in "
+                          "one embedding, each sample marked by its split")
+    run.add_argument("--val-masks", type=Path, default=None,
+                     help="object masks mirroring --val-data (with --masks and --val-data)")
     run.add_argument("--masks", type=Path, default=None,
                      help="object masks mirroring --data (MASKS/<class>/<image>.png, nonzero = object): adds the "
                           "right-reason score; on a finished run it scores the stored heatmaps without recomputing")
@@ -137,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unhans(commands)
     _add_search(commands)
     _add_perturb(commands)
+    _add_interop(commands)
     return parser
 
 
@@ -213,6 +223,29 @@ def _add_perturb(sub) -> None:
     perturb.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_interop(commands) -> None:
+    export = commands.add_parser(
+        "export-virelay", help="write a run as a ViRelAy project (YAML, label map, input/attribution/analysis HDF5)",
+        description="Writes OUT/project.yaml and the files it names; open it with ViRelAy (virelay OUT/project.yaml). "
+                    "Prints one JSON object on the last line of stdout. See docs/interop.md.")
+    export.add_argument("run", type=Path, help="run directory")
+    export.add_argument("out", type=Path, help="project folder to create (new or empty)")
+    export.add_argument("--classes", type=_class_list, default=None, help="only these classes: a,b,c (default all)")
+    export.add_argument("--force", action="store_true", help="replace an earlier export in OUT")
+    export.add_argument("--quiet", action="store_true", help="no line per class")
+    imported = commands.add_parser(
+        "import-virelay", help="turn a ViRelAy/CoRelAy project into a run store the app serves",
+        description="Keeps the project's embeddings and clusterings, computes tau and the default clustering from "
+                    "its spectral embedding, and says what it lacks (a project has no model, so no lab). Prints one "
+                    "JSON object on the last line of stdout. See docs/interop.md.")
+    imported.add_argument("project", type=Path, help="the project's YAML file")
+    imported.add_argument("out", type=Path, help="run directory to create (new or empty)")
+    imported.add_argument("--analysis", default=None, help="the analysis method to import (default: the first)")
+    imported.add_argument("--seed", type=int, default=0, help="seed of what is computed (default 0)")
+    imported.add_argument("--force", action="store_true", help="replace the run store in OUT")
+    imported.add_argument("--quiet", action="store_true", help="no line per class")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     # Paths first, with nothing heavy imported: a mistyped path is reported in a fraction
     # of a second instead of after torch, zennit and the analysis libraries have loaded.
@@ -230,6 +263,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                 distance=args.distance, maps=tuple(args.maps), seed=args.seed),
         thumb_size=args.thumb_size, force=args.force, engine=args.engine,
         lrp_backend=args.lrp_backend, precision=args.precision, variant=args.variant, masks=args.masks,
+        val_data=args.val_data, val_masks=args.val_masks,
     ).check()  # option values and names (engine, distance, maps), still without torch
     report = run(config, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr))
     _print_summary(report)
@@ -413,8 +447,29 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_virelay(args: argparse.Namespace) -> int:
+    from .interop import export_virelay
+
+    result = export_virelay(args.run, args.out, classes=args.classes, force=args.force,
+                            log=None if args.quiet else lambda msg: print(msg, file=sys.stderr))
+    print(f"ViRelAy project ready: open it with: virelay {result['project']}", file=sys.stderr)
+    print(json.dumps({**result, "clusterings": len(result["clusterings"])}))
+    return 0
+
+
+def _cmd_import_virelay(args: argparse.Namespace) -> int:
+    from .interop import import_virelay
+
+    result = import_virelay(args.project, args.out, analysis=args.analysis, seed=args.seed, force=args.force,
+                            log=None if args.quiet else lambda msg: print(msg, file=sys.stderr))
+    print(f"run store ready in {result['run']}; serve it with: python app.py {result['run']}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "paste": _cmd_paste,
-            "unhans": _cmd_unhans, "index": _cmd_index, "similar": _cmd_similar, "perturb": _cmd_perturb}
+            "unhans": _cmd_unhans, "index": _cmd_index, "similar": _cmd_similar, "perturb": _cmd_perturb,
+            "export-virelay": _cmd_export_virelay, "import-virelay": _cmd_import_virelay}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -50,12 +50,16 @@ class ClassFiles:
     label : int
         Index of the class in the model's output.
     paths : list of str
-        Paths relative to the data root, '/'-separated, sorted.
+        Paths relative to the data root, '/'-separated, sorted (training, then validation).
+    n_train : int or None
+        With validation data (``run --val-data``): the first ``n_train`` paths are training
+        images and the rest validation images (:mod:`precompute.validation`); None without.
     """
 
     name: str
     label: int
     paths: List[str]
+    n_train: Optional[int] = None
 
 
 @dataclass

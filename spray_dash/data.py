@@ -160,13 +160,18 @@ def leaderboard() -> List[dict]:
             "right_reason": _optional_float(summary.get("right_reason")),
             "right_reason_chance": _optional_float(summary.get("right_reason_chance")),
             "off_object_sensitivity": _optional_float(summary.get("off_object_sensitivity")),
+            "n_validation": summary.get("n_validation"),
+            "validation_accuracy": _optional_float(summary.get("validation_accuracy")),
+            "validation_in_suspect": (summary.get("validation_suspect") or {}).get("n_validation"),
+            "validation_accuracy_without": _optional_float(
+                (summary.get("validation_suspect") or {}).get("accuracy_without")),
         })
     rows.sort(key=lambda row: (row["tau"] is None, -(row["tau"] or 0.0), row["name"]))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank if row["tau"] is not None else None
         # ranked at full precision; sent at what a person reads (a third less JSON at 1,000 classes)
         for key in ("tau", "accuracy", "mean_true_prob", "right_reason", "right_reason_chance",
-                    "off_object_sensitivity"):
+                    "off_object_sensitivity", "validation_accuracy", "validation_accuracy_without"):
             if row[key] is not None:
                 row[key] = round(row[key], 5)
     return rows
@@ -228,6 +233,8 @@ class ClassView:
         Share of each occlusion map's drop off the reference region.
     perturbation : dict
         The summary's ``perturbation`` section (grid, fill, reference); empty if not scanned.
+    split : ndarray of uint8 (n,) or None
+        0 training, 1 validation image (``run --val-data``); None without validation data.
     """
 
     id: str
@@ -250,6 +257,7 @@ class ClassView:
     sensitivity: Optional[np.ndarray] = None
     off_object: Optional[np.ndarray] = None
     perturbation: Dict = field(default_factory=dict)
+    split: Optional[np.ndarray] = None
 
     @property
     def has_masks(self) -> bool:
@@ -299,6 +307,7 @@ def class_view(cid: str) -> ClassView:
         sensitivity=None if scan is None else scan["maps"],
         off_object=None if scan is None else scan["off_object"],
         perturbation=dict(summary.get("perturbation") or {}) if scan is not None else {},
+        split=arrays.get("split"),
     )
 
 

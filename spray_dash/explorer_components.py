@@ -93,7 +93,8 @@ def group_buttons(groups: Sequence[views.Group], active: Optional[int]):
 
 def tile_title(item: views.GalleryItem) -> str:
     """A tile's tooltip: index, path, p(true), and the right-reason and perturbation figures where stored."""
-    lines = [f"#{item.index} {item.path}", f"p(true) = {item.true_prob:.3f}"]
+    lines = [f"#{item.index} {item.path}" + (" (validation)" if item.validation else ""),
+             f"p(true) = {item.true_prob:.3f}"]
     if item.right_reason is not None:
         lines.append(f"right-reason score = {item.right_reason:.2f}")
     if item.off_object is not None:
@@ -113,6 +114,7 @@ def gallery_tile(item: views.GalleryItem):
                 html.Img(src=item.heatmap_url, className="tile-heatmap", alt="heatmap"),
             ] + ([html.Img(src=item.mask_url, className="tile-mask", alt="object outline")] if item.mask_url else [])),
             html.Div(className="tile-caption", children=[
+                *([html.Span("val", className="tile-split", title="a validation image")] if item.validation else []),
                 html.Span(item.top1, className="tile-pred"),
                 html.Span(f"rank {item.true_rank}", className="tile-rank " + ("ok" if ok else "bad")),
             ]),

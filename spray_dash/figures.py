@@ -67,6 +67,10 @@ def probability_colors(true_prob: np.ndarray) -> Tuple[list, Optional[dict]]:
     }
 
 
+#: Colours of the training and the validation samples (``split`` 0 and 1).
+SPLIT_COLORS = ("#8d99ae", "#e76f51")
+
+
 def score_colors(scores: np.ndarray, title: str, *, reverse: bool = False) -> Tuple[list, Optional[dict]]:
     """A per-sample score in [0, 1] on a continuous scale, with its colour bar.
 

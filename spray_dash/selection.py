@@ -155,6 +155,9 @@ def parse_view_state(query: Mapping[str, Any], *, maps: Sequence[str], families:
         state.cluster = cluster
     else:
         state.k = None
+        # a quick-select group of a plain colouring (correct/wrong, training/validation); the
+        # explorer selects nothing for a key its colouring has no group for
+        state.cluster = _int(query.get("cluster"), 0, 1_000)
     sel = query.get("sel")
     if isinstance(sel, str) and decode_mask(sel, n) is not None:
         state.sel = sel

@@ -19,6 +19,7 @@ from precompute.store import clustering_name, parse_clustering_name
 
 from .figures import (
     CORRECT_COLOR,
+    SPLIT_COLORS,
     WRONG_COLOR,
     cluster_color,
     cluster_colors,
@@ -216,6 +217,15 @@ _register(ColorMode("correct", "prediction correct?", 1,
                     lambda view, state: correctness_colors(view.true_rank), _correctness_groups))
 _register(ColorMode("prob", "p(true label)", 2,
                     lambda view, state: probability_colors(view.true_prob), lambda view, state: []))
+def _split_groups(view, state: ViewState) -> List[Group]:
+    split = np.asarray(view.split)
+    return [Group(0, "training", SPLIT_COLORS[0], np.flatnonzero(split == 0)),
+            Group(1, "validation", SPLIT_COLORS[1], np.flatnonzero(split == 1))]
+
+
+_register(ColorMode("split", "training / validation", 5,
+                    lambda view, state: ([SPLIT_COLORS[int(s)] for s in view.split], None), _split_groups,
+                    available=lambda view: getattr(view, "split", None) is not None))
 _register(ColorMode("right_reason", "right-reason score", 3,
                     lambda view, state: score_colors(view.right_reason, "right reason"), lambda view, state: [],
                     available=lambda view: getattr(view, "right_reason", None) is not None))
@@ -259,6 +269,7 @@ class GalleryItem:
     mask_url: Optional[str] = None
     right_reason: Optional[float] = None
     off_object: Optional[float] = None
+    validation: bool = False
 
 
 def _finite(values: Optional[np.ndarray], i: int) -> Optional[float]:
@@ -285,6 +296,7 @@ def gallery_items(view, indices: Sequence[int], label_names: Sequence[str]) -> L
             mask_url=thumb_url(view.id, "mask", i) if view.right_reason is not None else None,
             right_reason=_finite(view.right_reason, i),
             off_object=_finite(view.off_object, i),
+            validation=getattr(view, "split", None) is not None and int(view.split[i]) == 1,
         ))
     return items
 

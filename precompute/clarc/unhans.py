@@ -172,7 +172,9 @@ def training_set(store: RunStore, origin_id: str, selection: Sequence[int], subs
     """The run's samples as a :class:`precompute.clarc.corrections.TrainingSet`.
 
     ``subset`` classes (the origin and ``subset - 1`` others drawn with ``seed``), or all;
-    the ``selection`` of the origin class is marked as already carrying the artifact.
+    the ``selection`` of the origin class is marked as already carrying the artifact. A
+    run's validation images (``run --val-data``) are left out: the correction never trains
+    on the data it may be checked on.
     """
     import torch
 
@@ -187,10 +189,11 @@ def training_set(store: RunStore, origin_id: str, selection: Sequence[int], subs
     images, labels, carries = [], [], []
     chosen = set(int(i) for i in selection)
     for cid in ids:
-        paths = [str(p) for p in store.arrays(cid)["paths"]]
-        images.append(model_inputs(store, paths))
-        labels += [int(store.class_info(cid)["label"])] * len(paths)
-        carries += [cid == origin_id and i in chosen for i in range(len(paths))]
+        arrays = store.arrays(cid)
+        train = np.flatnonzero(arrays["split"] == 0) if "split" in arrays else np.arange(len(arrays["paths"]))
+        images.append(model_inputs(store, [str(arrays["paths"][i]) for i in train]))
+        labels += [int(store.class_info(cid)["label"])] * len(train)
+        carries += [cid == origin_id and int(i) in chosen for i in train]
     tensor = torch.from_numpy(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()
     return TrainingSet(images=tensor, labels=torch.tensor(labels), carries_artifact=torch.tensor(carries),
                        class_ids=list(ids))
@@ -270,14 +273,20 @@ def run_unhans(store: RunStore, spec: UnhansSpec, *, progress: Optional[Progress
     steps = _Steps(progress, weights)
 
     steps.start("concept", f"concept at {layer}")
-    paths = [str(p) for p in store.arrays(spec.origin_id)["paths"]]
+    origin = store.arrays(spec.origin_id)
+    paths = [str(p) for p in origin["paths"]]
     batch = 64
     model = copy.deepcopy(base).to(device).eval()
     batches = (to_tensor(model_inputs(store, paths[i:i + batch])) for i in range(0, len(paths), batch))
     acts = capture_activations(model, layer, batches, normalization=info.normalization, device=device)
     mask = np.zeros(len(paths), bool)
     mask[selection] = True
-    concept = fit_concept(acts[mask], acts[~mask], layer=str(layer), method=spec.cav, seed=spec.seed)
+    train = origin["split"] == 0 if "split" in origin else np.ones(len(paths), bool)  # never fit on validation images
+    if not (mask & train).any():
+        raise ConfigError("the artifact samples are all validation images (run --val-data); select training "
+                          "images too")
+    concept = fit_concept(acts[mask & train], acts[~mask & train], layer=str(layer), method=spec.cav,
+                          seed=spec.seed)
     _check_cancel(cancel)
 
     steps.start("correct", f"{spec.method} ...")

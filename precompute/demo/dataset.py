@@ -58,6 +58,7 @@ __all__ = [
     "ARTIFACTS",
     "ARTIFACT_FRACTION",
     "MASKS_FOLDER",
+    "HOLDOUT_MASKS_FOLDER",
     "Artifact",
     "DemoRecord",
     "artifact_for_class",
@@ -77,6 +78,8 @@ CLASSES: Tuple[str, ...] = (
 
 #: Folder of the analysed images' object masks in a demo directory (``run --masks``).
 MASKS_FOLDER = "masks"
+#: Folder of the held-out images' object masks (``run --val-masks``).
+HOLDOUT_MASKS_FOLDER = "holdout-masks"
 
 #: Fraction of a planted class's images that carry its artifact.
 ARTIFACT_FRACTION = 0.38

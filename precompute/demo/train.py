@@ -4,6 +4,7 @@
 
     out_dir/data/<class>/<0000>.png     analysed (training) set
     out_dir/masks/<class>/<0000>.png    its object masks (255 = the shape), for run --masks
+    out_dir/holdout-masks/...           the held-out set's masks (run --val-masks)
     out_dir/holdout/<class>/<0000>.png  held-out set, same artifact rates, other seed stream
     out_dir/truth.csv                   path,class,artifact of the analysed set
     out_dir/holdout_truth.csv           the same for the held-out set
@@ -27,7 +28,7 @@ from ..lab import paste_effect
 from ..progress import progress_bar
 from ..store import ARTIFACTS_DIR, DEMO_REPORT, HOLDOUT_TRUTH, TRUTH, write_json_atomic
 from ..threads import limit_threads, pin_x86_kernels
-from .dataset import ARTIFACTS, CLASSES, MASKS_FOLDER, generate_dataset, save_artifacts, write_truth
+from .dataset import ARTIFACTS, CLASSES, HOLDOUT_MASKS_FOLDER, MASKS_FOLDER, generate_dataset, save_artifacts, write_truth
 from .model import build_demo_model
 
 __all__ = ["TRAIN_THREADS", "load_image_folder", "train_demo_model", "build_demo_assets"]
@@ -261,7 +262,7 @@ def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progres
     records = generate_dataset(out_dir / "data", seed=seed, n_per_class=n_per_class, stream="data",
                                progress=progress, masks_root=out_dir / MASKS_FOLDER)
     holdout = generate_dataset(out_dir / "holdout", seed=seed, n_per_class=holdout_per_class, stream="holdout",
-                               progress=progress)
+                               progress=progress, masks_root=out_dir / HOLDOUT_MASKS_FOLDER)
     write_truth(records, out_dir / TRUTH)
     write_truth(holdout, out_dir / HOLDOUT_TRUTH)
     artifacts = save_artifacts(out_dir / ARTIFACTS_DIR)

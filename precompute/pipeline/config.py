@@ -69,6 +69,11 @@ class RunConfig:
     masks : Path or None
         Object masks mirroring ``data`` (``MASKS/<class>/<image>.png``, nonzero = object):
         each class gets right-reason scores (:mod:`precompute.pipeline.masking`).
+    val_data : Path or None
+        Validation ImageFolder with the same class names: its images join their class's
+        analysis, marked by the per-sample ``split`` array (:mod:`precompute.validation`).
+    val_masks : Path or None
+        Object masks mirroring ``val_data``; needed with ``masks`` and ``val_data`` together.
     """
 
     data: Path
@@ -92,6 +97,8 @@ class RunConfig:
     precision: str = "fp32"
     variant: Optional[Path] = None
     masks: Optional[Path] = None
+    val_data: Optional[Path] = None
+    val_masks: Optional[Path] = None
 
     def check(self) -> "RunConfig":
         """Check the values, names and paths that need no heavy import (torch, zennit); return self.
@@ -112,6 +119,15 @@ class RunConfig:
         ENGINES.get(self.engine)
         if self.masks is not None and not Path(self.masks).is_dir():
             raise ConfigError(f"--masks {self.masks}: not a folder (expected MASKS/<class>/<image>.png)")
+        if self.val_data is not None and not Path(self.val_data).is_dir():
+            raise ConfigError(f"--val-data {self.val_data}: not a folder (expected VAL/<class>/<image>)")
+        if self.val_masks is not None and (self.val_data is None or self.masks is None):
+            raise ConfigError("--val-masks goes with --val-data and --masks")
+        if self.masks is not None and self.val_data is not None and self.val_masks is None:
+            raise ConfigError("--masks with --val-data needs --val-masks: the validation images' masks, "
+                              "mirroring --val-data")
+        if self.val_masks is not None and not Path(self.val_masks).is_dir():
+            raise ConfigError(f"--val-masks {self.val_masks}: not a folder")
         if self.variant is not None:
             if not (Path(self.variant) / "variant.json").is_file():
                 raise ConfigError(f"--variant {self.variant}: not a model variant folder (RUN/variants/ID, "

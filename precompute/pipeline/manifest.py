@@ -90,7 +90,8 @@ def build_manifest(config: RunConfig, index: ImageFolderIndex, num_classes: int,
     return Manifest(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         software=software_versions(),
-        data=DataInfo(root=portable_path(index.root, config.out), label_names=list(index.label_names)),
+        data=DataInfo(root=portable_path(index.root, config.out), label_names=list(index.label_names),
+                      val_root=portable_path(config.val_data, config.out) if config.val_data else None),
         classes=[ClassEntry(id=class_id(cls.label), name=cls.name, label=cls.label, n_files=len(cls.paths))
                  for cls in index.classes],
         model=ModelInfo(

@@ -15,8 +15,9 @@ A class is scored again only when the masks folder changed.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import numpy as np
 
@@ -31,6 +32,25 @@ from .config import RunConfig
 __all__ = ["check_run_masks", "classes_to_score", "score_class", "add_right_reason"]
 
 
+def _mask_groups(config: RunConfig, data_root: Path, paths: List[str]) -> List[Tuple[Path, Path, List[int], List[str]]]:
+    """``(masks folder, image folder, positions, paths relative to that folder)`` of the training
+    images (``config.masks``) and of the validation images (``config.val_masks``, with ``run --val-data``).
+
+    A stored path is relative to the data root; a validation image's is ``../val/...``-like,
+    so it is told apart by where it lies.
+    """
+    groups = [(Path(config.masks), Path(data_root), [], [])]
+    if config.val_data is not None:
+        groups.append((Path(config.val_masks), Path(config.val_data), [], []))
+        val_prefix = os.path.normpath(os.path.abspath(config.val_data)) + os.sep
+    for position, path in enumerate(paths):
+        absolute = os.path.normpath(os.path.abspath(Path(data_root) / path))
+        group = groups[1] if config.val_data is not None and absolute.startswith(val_prefix) else groups[0]
+        group[2].append(position)
+        group[3].append(Path(os.path.relpath(absolute, os.path.abspath(group[1]))).as_posix())
+    return [group for group in groups if group[2]]
+
+
 def check_run_masks(config: RunConfig, index: ImageFolderIndex, progress: bool = False) -> None:
     """Check that every image of the run's classes has a mask of its size (:func:`precompute.masks.check_masks`)."""
     if config.masks is None:
@@ -38,7 +58,10 @@ def check_run_masks(config: RunConfig, index: ImageFolderIndex, progress: bool =
     paths = [path for cls in index.classes for path in cls.paths]
     with progress_bar(total=len(paths), desc="checking masks", unit="img", disable=not progress,
                       leave=False, delay=0.5) as bar:
-        check_masks(config.masks, index.root, paths, on_progress=lambda done, total: bar.update(done - bar.n))
+        for masks_root, image_root, _, relative in _mask_groups(config, index.root, paths):
+            start = bar.n
+            check_masks(masks_root, image_root, relative,
+                        on_progress=lambda done, total: bar.update(start + done - bar.n))
 
 
 def _masks_root(config: RunConfig) -> str:
@@ -59,10 +82,14 @@ def score_class(writer: RunWriter, cid: str, config: RunConfig) -> dict:
     """Score class ``cid``'s stored heatmaps against its masks and write ``masks.npz``; return the summary keys."""
     paths = [str(path) for path in writer.arrays(cid)["paths"]]
     heatmaps = np.asarray(writer.heatmaps(cid), dtype=np.float32)
-    masks = load_masks(config.masks, paths, config.image_size)
-    if masks.shape != heatmaps.shape:
-        raise ConfigError(f"--masks: the masks of class {writer.summary(cid)['name']!r} come out "
-                          f"{masks.shape[1]}x{masks.shape[2]} but its heatmaps are {heatmaps.shape[1]}x{heatmaps.shape[2]}")
+    masks = np.zeros(heatmaps.shape, dtype=bool)
+    for masks_root, _, positions, relative in _mask_groups(config, writer.data_root(), paths):
+        loaded = load_masks(masks_root, relative, config.image_size)
+        if loaded.shape[1:] != heatmaps.shape[1:]:
+            raise ConfigError(f"--masks: the masks of class {writer.summary(cid)['name']!r} come out "
+                              f"{loaded.shape[1]}x{loaded.shape[2]} but its heatmaps are "
+                              f"{heatmaps.shape[1]}x{heatmaps.shape[2]}")
+        masks[positions] = loaded
     score, chance = right_reason_scores(heatmaps, masks)
     outlines = [outline_thumbnail(mask, config.thumb_size) for mask in masks]
     offsets = np.zeros(len(outlines) + 1, dtype=np.int64)

@@ -121,6 +121,10 @@ def prepare(config: RunConfig, log: Callable[[str], None],
             bar.update(done - bar.n)
 
         index = scan_image_folder(config.data, config.classes, config.class_index, on_progress=on_scan)
+        if config.val_data is not None:
+            from ..validation import add_validation
+
+            index = add_validation(index, config.val_data, on_progress=on_scan)
     from .masking import check_run_masks
 
     check_run_masks(config, index, progress)  # before the model loads: a bad mask costs seconds, not a run
@@ -134,6 +138,7 @@ def prepare(config: RunConfig, log: Callable[[str], None],
     status(f"loading the model {config.model} ({num_classes} classes) ...")
     config.validate()
     from ..models import canonizers_for, load_model
+    from ..models.canonizers import check_explainable
 
     model = load_model(config.model, config.weights, num_classes)
     if config.variant is not None:
@@ -141,6 +146,8 @@ def prepare(config: RunConfig, log: Callable[[str], None],
 
         apply_variant(model, config.variant)
     canonizers = canonizers_for(model, config.model)
+    if config.composite != "gradient":  # "gradient" installs no rules, so attention layers are fine there
+        check_explainable(model, config.model)  # refused before the store is created
     device = resolve_device(config)
     writer = RunWriter.create(
         config.out, build_manifest(config, index, num_classes, [type(c).__name__ for c in canonizers], device),
@@ -229,11 +236,28 @@ def finish_class(buffer: ClassBuffer, config: RunConfig, label_names: Sequence[s
         heatmap_shape=list(heatmaps.shape[1:]),
         seconds={"attribution": buffer.seconds, "analysis": analysis_seconds, **result.timings},
     ).updated(result.summary)
+    if files.n_train is not None:  # run --val-data
+        summary = summary.updated(_validation_figures(arrays, summary, keep >= files.n_train))
     thumbs = {
         "image": [buffer.thumbs_image[i] for i in keep],
         "heatmap": [buffer.thumbs_heatmap[i] for i in keep],
     }
     return ClassAnalysis(summary=summary, arrays=arrays, heatmaps=heatmaps, thumbs=thumbs)
+
+
+def _validation_figures(arrays: Dict[str, np.ndarray], summary: ClassSummary, is_val: np.ndarray) -> Dict[str, Any]:
+    """Store the ``split`` array in ``arrays`` and return the summary's validation figures."""
+    from ..validation import suspect_cluster, validation_summary
+
+    split = is_val.astype(np.uint8)
+    arrays["split"] = split
+    names = [str(name) for name in arrays["clustering_names"]]
+    default = summary.default_clustering
+    if default not in names:
+        return {"n_validation": int(split.sum())}
+    labels = arrays["clustering_labels"][names.index(default)]
+    embedding = arrays["eigenvectors"][:, :summary.fisher_dimensions or arrays["eigenvectors"].shape[1]]
+    return validation_summary(split, labels, suspect_cluster(embedding, labels), arrays["true_rank"])
 
 
 def record_backend(writer: RunWriter, backend: str) -> None:

@@ -21,7 +21,7 @@ from ..errors import StoreError
 
 __all__ = [
     "SCHEMA_VERSION", "MANIFEST", "REPORT", "CLASSES_DIR", "ARTIFACTS_DIR", "ARTIFACT_INDEX", "EXPERIMENTS_DIR",
-    "DRAFTS_DIR", "RECORD", "SUMMARY", "ANALYSIS", "HEATMAPS", "CLASS_MASKS", "PERTURBATION", "MASK_ARRAYS",
+    "DRAFTS_DIR", "RECORD", "SUMMARY", "ANALYSIS", "HEATMAPS", "CLASS_MASKS", "PERTURBATION", "MASK_ARRAYS", "OPTIONAL_CLASS_ARRAYS",
     "PERTURBATION_ARRAYS", "THUMB_KINDS", "TRUTH", "HOLDOUT_TRUTH",
     "DEMO_REPORT", "TRUTH_COLUMNS", "CLASS_ARRAYS", "CLASS_ID_PATTERN", "class_id", "is_class_id",
     "thumb_file", "clustering_name", "parse_clustering_name", "write_json_atomic", "json_safe",
@@ -87,6 +87,11 @@ CLASS_ARRAYS: Dict[str, str] = {
     "thumb_offsets_heatmap": "int64 (n+1,): byte offsets into thumbs-heatmap.bin",
 }
 
+
+# Optional arrays of analysis.npz: present only in some runs.
+OPTIONAL_CLASS_ARRAYS: Dict[str, str] = {
+    "split": "uint8 (n,): 0 = training, 1 = validation image (run --val-data); absent without validation data",
+}
 
 # Optional files a class folder gains after it is written; each is replaced atomically as a whole.
 MASK_ARRAYS: Dict[str, str] = {

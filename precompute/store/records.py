@@ -145,6 +145,7 @@ class DataInfo(Record):
 
     root: str = "."  # relative to the run directory, or absolute
     label_names: List[str] = field(default_factory=list)
+    val_root: Optional[str] = optional()  # run --val-data: the validation folder, as root
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -251,6 +252,10 @@ class ClassSummary(Record):
     right_reason: Optional[float] = optional()
     right_reason_chance: Optional[float] = optional()
     masks: Optional[Dict[str, Any]] = optional()  # root, share, scored
+    # run --val-data: validation images, their accuracy, and those in the suspect cluster
+    n_validation: Optional[int] = optional()
+    validation_accuracy: Optional[float] = optional()
+    validation_suspect: Optional[Dict[str, Any]] = optional()  # cluster, size, n_validation, accuracy_without
     # added by python -m precompute perturb (perturbation.npz)
     off_object_sensitivity: Optional[float] = optional()
     perturbation: Optional[Dict[str, Any]] = optional()  # grid, fill, reference, seconds

@@ -47,6 +47,15 @@ OPTIONAL_COLUMNS = [
      "valueFormatter": {"function": "params.value == null ? '—' : d3.format('.0%')(params.value)"},
      "headerTooltip": "perturbation scan: mean share of the drop in p(true) caused by occluding regions off the "
                       "object (python -m precompute perturb)"},
+    {"field": "validation_in_suspect", "headerName": "val. in suspect", "width": 150,
+     "filter": "agNumberColumnFilter", "comparator": {"function": "sprayNullsLast"},
+     "valueFormatter": {"function": "params.value == null ? '—' : params.value + ' of ' + params.data.n_validation"},
+     "tooltipValueGetter": {"function": "params.data.validation_accuracy == null ? null : 'validation accuracy ' + "
+                                        "d3.format('.1%')(params.data.validation_accuracy) + (params.data."
+                                        "validation_accuracy_without == null ? '' : ', without them ' + "
+                                        "d3.format('.1%')(params.data.validation_accuracy_without))"},
+     "headerTooltip": "validation images in the class's artifact-suspect cluster (the default clustering's "
+                      "cluster separated most from the rest): they inflate the measured accuracy (run --val-data)"},
 ]
 
 

@@ -15,8 +15,10 @@ def test_demo_store_is_complete(demo_run):
     assert demo_store_ready(demo_run)
     store = RunStore(demo_run)
     assert len(store.finished_ids()) == len(store.manifest["classes"]) >= 8
-    for record in store.classes():
-        assert record.summary["n"] == TEST_DEMO["n_per_class"]
+    held_out = store.demo_report()["holdout_per_class"]
+    for record in store.classes():  # the held-out split is analysed with the training images
+        assert record.summary["n"] == TEST_DEMO["n_per_class"] + held_out
+        assert record.summary["n_validation"] == held_out
         assert record.summary["heatmap_shape"] == [64, 64]
     assert {a["name"] for a in store.artifacts()} >= {"watermark", "gray-border", "rounded-corners"}
     for artifact in store.artifacts():
@@ -32,7 +34,8 @@ def test_a_demo_from_before_the_index_masks_and_scan_gets_them_without_recomputi
 
     copy = tmp_path / "demo"
     shutil.copytree(demo_run, copy, ignore=shutil.ignore_patterns("search", "variants", "experiments", "masks",
-                                                                  "masks.npz", "perturbation.npz", "holdout"))
+                                                                  "masks.npz", "perturbation.npz",
+                                                                  "holdout-masks"))
     optional = ("right_reason", "right_reason_chance", "masks", "off_object_sensitivity", "perturbation")
     for path in (copy / "classes").glob("*/summary.json"):  # as an older build wrote them
         summary = json.loads(path.read_text())

@@ -66,8 +66,8 @@ def test_colour_options_come_from_the_registry_in_order():
 
     assert [o["value"] for o in color_options(VIEW)] == ["ward", "correct", "prob"]
     assert color_options(VIEW)[0]["label"] == "Ward, all eigenvectors"
-    assert set(COLOR_MODES.names()) == {"cluster", "correct", "prob", "right_reason", "off_object"}
-    assert plain_colors() == ["correct", "prob", "right_reason", "off_object"]
+    assert set(COLOR_MODES.names()) == {"cluster", "correct", "prob", "right_reason", "off_object", "split"}
+    assert plain_colors() == ["correct", "prob", "right_reason", "off_object", "split"]
     assert plain_colors(VIEW) == ["correct", "prob"]  # a class without masks or a scan offers neither
 
 

@@ -125,6 +125,7 @@ def test_run_with_a_variant_analyses_with_the_corrected_model(demo_copy, waterma
         [sys.executable, "-m", "precompute", "run", "--data", str(demo_copy / "data"), "--model", "spray_demo_vgg",
          "--weights", str(demo_copy / "model" / "weights.pt"), "--out", str(out), "--image-size", "64",
          "--normalize", "none", "--classes", ORIGIN, "--maps", "umap", "--quiet",
+         "--val-data", str(demo_copy / "holdout"),  # the same samples as the demo's analysis
          "--variant", str(demo_copy / "variants" / "p-test")],
         capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[3])
     assert process.returncode == 0, process.stderr

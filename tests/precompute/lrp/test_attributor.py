@@ -283,12 +283,16 @@ def test_canonizer_that_cannot_merge_is_refused_and_undone():
         assert torch.equal(value, state[key]), key
 
 
-def test_torchvision_densenet_is_refused():
-    # Trained statistics: a freshly initialised BatchNorm is (almost) the identity and would pass.
+def test_torchvision_densenet_is_explained_and_conserves_relevance():
+    # Trained statistics: a freshly initialised BatchNorm is (almost) the identity and would pass anyway.
+    # DenseNetCanonizer merges or passes through every BatchNorm (tests/precompute/test_densenet.py).
     model = make_bias_free(torchvision.models.densenet121(weights=None, num_classes=2))
-    with pytest.raises(ModelError, match="'DenseNet' is unsupported for LRP.*BatchNorm.*DenseNet"):
-        with Attributor(model, device="cpu"):
-            pass
+    images, targets = _images(2, 32, seed=5), torch.tensor([0, 1])
+    with Attributor(model, device="cpu") as attributor:
+        result = attributor.attribute(images, targets)
+    np.testing.assert_allclose(
+        result.heatmaps.sum(axis=(1, 2)), _target_logits(result, targets), rtol=1e-4, atol=STABILIZER_SLACK
+    )
 
 
 def test_gradient_allows_unmerged_batchnorm():

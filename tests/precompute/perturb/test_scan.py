@@ -13,7 +13,7 @@ from tests.precompute.pipeline.test_masking import _tree_digest
 @pytest.fixture(scope="module")
 def demo_copy(demo_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("perturb") / "run"
-    shutil.copytree(demo_run, out, ignore=shutil.ignore_patterns("holdout", "experiments", "variants"))
+    shutil.copytree(demo_run, out, ignore=shutil.ignore_patterns("experiments", "variants"))
     return out
 
 
