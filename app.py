@@ -1,7 +1,9 @@
-"""Serve a SpRAy run in the browser.
+"""Serve SpRAy runs in the browser.
 
-    python app.py                 # the embedded demo (built into runs/demo on first start)
-    python app.py RUN [--port N]  # any run written by `python -m precompute run`
+    python app.py                    # the embedded demo and its second model (built into runs/ on first start)
+    python app.py RUN [--port N]     # any run written by `python -m precompute run`
+    python app.py RUN_A RUN_B ...    # several runs of the same data: the first is explored, all are compared
+    python app.py RUNS_DIR           # every run in a folder of runs, by name
 """
 from __future__ import annotations
 
@@ -10,13 +12,16 @@ import sys
 from pathlib import Path
 
 DEMO_RUN = Path(__file__).resolve().parent / "runs" / "demo"
+MANIFEST = "manifest.json"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="SpRAy Studio: browse a SpRAy run in the browser.")
-    parser.add_argument("run", nargs="?", type=Path, default=None,
-                        help=f"run directory (default: the embedded demo in {DEMO_RUN}, built on first start)")
+    parser.add_argument("runs", nargs="*", type=Path, metavar="RUN",
+                        help=f"run directories, or one folder of runs (default: the embedded demo in {DEMO_RUN} and "
+                             "its second model's run beside it, built on first start); the first run is the one "
+                             "the pages explore, and the compare page shows them all")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8050)
     parser.add_argument("--debug", action="store_true", help="Dash debug mode with the development server "
@@ -30,17 +35,10 @@ def main(argv=None) -> int:
     from precompute.errors import SprayError
 
     try:
-        run_dir = args.run
-        if run_dir is None:
-            from precompute.demo_run import build_demo_store, demo_store_ready
-
-            run_dir = DEMO_RUN
-            if not demo_store_ready(run_dir):
-                print(f"First start: building the demo store in {run_dir} (a few minutes, once) ...", file=sys.stderr)
-                build_demo_store(run_dir, log=lambda message: print(message, file=sys.stderr))
+        run_dirs = served_runs(args.runs) if args.runs else demo_runs()
         from spray_dash import create_app
 
-        app = create_app(run_dir)
+        app = create_app(run_dirs)
     except SprayError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -54,6 +52,36 @@ def main(argv=None) -> int:
     else:
         serve(app, host=args.host, port=args.port, threads=args.threads)
     return 0
+
+
+def served_runs(paths):
+    """The run directories to serve: the paths given, or, for one folder that is not a run, each run in it."""
+    from precompute.errors import StoreError
+
+    if len(paths) == 1 and paths[0].is_dir() and not (paths[0] / MANIFEST).is_file():
+        found = sorted(child for child in paths[0].iterdir() if (child / MANIFEST).is_file())
+        if not found:
+            raise StoreError(f"{paths[0]} is neither a run (no {MANIFEST}) nor a folder of runs")
+        return found
+    return list(paths)
+
+
+def demo_runs():
+    """The embedded demo's two runs (its model, then its second model), built on first start."""
+    from precompute.demo_run import (build_demo_comparison, build_demo_store, comparison_dir, demo_comparison_ready,
+                                     demo_store_ready)
+
+    def log(message):
+        print(message, file=sys.stderr)
+
+    if not demo_store_ready(DEMO_RUN):
+        log(f"First start: building the demo store in {DEMO_RUN} (a few minutes, once) ...")
+        build_demo_store(DEMO_RUN, log=log)
+    second = comparison_dir(DEMO_RUN)
+    if not demo_comparison_ready(second):
+        log(f"Building the demo's second model and its run in {second} (a few minutes, once) ...")
+        build_demo_comparison(DEMO_RUN, second, log=log)
+    return [DEMO_RUN, second]
 
 
 def serve(app, *, host: str, port: int, threads: int = 8) -> None:

@@ -8,21 +8,30 @@ window.sprayNavigate = function (href) {
   window.scrollTo(0, 0);
 };
 
-dagcomponentfuncs.ClassLink = function (props) {
-  var href = "/class/" + encodeURIComponent(props.value);
+/* A link that navigates inside the app (a plain click) or as a link (modifier keys, middle button). */
+function sprayAppLink(href, className, text) {
   return React.createElement(
     "a",
     {
       href: href,
-      className: "class-link",
+      className: className,
       onClick: function (event) {
         if (event.metaKey || event.ctrlKey || event.shiftKey || event.button !== 0) return;
         event.preventDefault();
         window.sprayNavigate(href);
       },
     },
-    props.value
+    text
   );
+}
+
+dagcomponentfuncs.ClassLink = function (props) {
+  return sprayAppLink("/class/" + encodeURIComponent(props.value), "class-link", props.value);
+};
+
+/* The compare page for the row's class (leaderboard with several runs). */
+dagcomponentfuncs.CompareLink = function (props) {
+  return sprayAppLink("/compare?class=" + encodeURIComponent(props.value), "compare-link", "compare →");
 };
 
 /* A sparkline of the smallest eigenvalues; the eigengap's position is marked in orange. */

@@ -65,11 +65,13 @@ from .stages import (
     sum_pool,
 )
 from .stages.concurrency import BackgroundFit, ImportAhead, single_thread
+from .stages.separability import default_separability
 from .stages.umap_numpy import fuzzy_simplicial_set, optimize_layout, smooth_knn_dist, spectral_layout, umap_ab
 from .store import clustering_name
 from .threads import usable_cores
 
 __all__ = [
+    "assemble_result",
     "AnalysisConfig", "DISTANCES", "CLUSTERINGS", "MAPS", "DEFAULT_RULES", "TAU_FAMILY", "sum_pool",
     "EuclideanKNN", "CosineKNN", "knn_affinity", "SpectralEmbedding", "eigengap_clusters", "KMeansAll",
     "WardAll", "KMeansLeading", "leading_dimensions", "default_lead_eigengap", "fisher_separability",
@@ -224,7 +226,6 @@ def analyse_heatmaps(heatmaps: np.ndarray, config: AnalysisConfig = AnalysisConf
         stage("spectral")
         spectral = SpectralEmbedding(config.eigenvectors, random_state=config.seed).fit(knn_affinity(knn.indices_))
         embedding = spectral.embedding_
-        q = embedding.shape[1]
         eigengap_k = eigengap_clusters(spectral.eigenvalues_, config.k_max)
         ks = [k for k in range(config.k_min, config.k_max + 1) if k < n]
         maps = {name: cls(random_state=config.seed) for name, cls in map_classes.items()}
@@ -256,28 +257,61 @@ def analyse_heatmaps(heatmaps: np.ndarray, config: AnalysisConfig = AnalysisConf
     for name, job in background.items():
         timings[f"wait:{name}"] = timings.pop(f"map:{name}")
         timings[f"map:{name}"] = job.seconds  # overlaps the clustering stages
-    map_arrays = [maps[name].embedding_ for name in config.maps]
     default = DEFAULT_RULES.get(config.default_rule)(eigengap_k, names, config.k_max)
+    return assemble_result(eigenvalues=spectral.eigenvalues_, embedding=embedding, knn=knn, names=names,
+                           labels=labels, tau=tau, maps={name: maps[name].embedding_ for name in config.maps},
+                           eigengap_k=eigengap_k, default=default, neighbors=neighbors, timings=timings)
+
+
+def assemble_result(*, eigenvalues: np.ndarray, embedding: np.ndarray, knn, names: List[str],
+                    labels: List[np.ndarray], tau: Tau, maps: Dict[str, np.ndarray], eigengap_k: int,
+                    default: Optional[str], neighbors: int, timings: Dict[str, float],
+                    summary_extra: Optional[dict] = None) -> "AnalysisResult":
+    """The stored arrays and summary of one class's analysis, from its fitted stages.
+
+    Shared by :func:`analyse_heatmaps` and the completion of an imported analysis
+    (:func:`precompute.interop.analyse_imported`), so both store the same keys.
+
+    Parameters
+    ----------
+    eigenvalues : ndarray of float, shape (q,)
+    embedding : ndarray of float, shape (n, q)
+    knn : fitted distance stage (``indices_``, ``distances_`` of shape (n, k))
+    names : list of str
+        Clustering names (m,), with their ``labels`` (m arrays of shape (n,)).
+    tau : Tau
+        Fitted on those clusterings.
+    maps : dict of str -> ndarray of shape (n, 2)
+    eigengap_k, default, neighbors
+        The eigengap's k, the default clustering's name and the k of the kNN graph used.
+    timings : dict
+    summary_extra : dict, optional
+        More summary keys.
+    """
+    n, q = embedding.shape
     arrays = {
-        "eigenvalues": spectral.eigenvalues_.astype(np.float64),
-        "eigenvectors": embedding,
+        "eigenvalues": np.asarray(eigenvalues, dtype=np.float64),
+        "eigenvectors": np.asarray(embedding, dtype=np.float32),
         "knn_indices": knn.indices_,
         "knn_distances": knn.distances_.astype(np.float32),
         "clustering_names": np.array(names, dtype=str),
         "clustering_labels": np.stack(labels).astype(np.int16) if labels else np.zeros((0, n), np.int16),
         "fisher": tau.fisher_,
-        "map_names": np.array(list(config.maps), dtype=str),
-        "maps": np.stack(map_arrays).astype(np.float32) if map_arrays else np.zeros((0, n, 2), np.float32),
+        "map_names": np.array(list(maps), dtype=str),
+        "maps": (np.stack([np.asarray(m, np.float32) for m in maps.values()]) if maps
+                 else np.zeros((0, n, 2), np.float32)),
     }
     summary = {
         "tau": tau.tau_,
         "eigengap_k": eigengap_k,
         "default_clustering": default,
+        "default_separability": default_separability(names, tau.fisher_, default),
         "neighbors_used": neighbors,
         "eigenvectors_used": q,
         "leading_dimensions": leading_dimensions(eigengap_k, q),
         "fisher_kmeans": {name: float(f) for name, f, m in zip(names, tau.fisher_, tau.mask_) if m},
         "fisher_dimensions": tau.design_.dimensions,
+        **(summary_extra or {}),
     }
     if tau.tau_ is None:
         summary["tau_note"] = tau.note_

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--force", action="store_true", help="rebuild from scratch")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--no-compare", action="store_true",
+                      help="skip the second model (a small ResNet on the same data, run OUT-resnet) that the "
+                           "compare view sets beside the demo")
 
     evaluate = commands.add_parser("evaluate", help="score a run's clusters against known artifacts",
                                    description="Prints one JSON object on the last line of stdout.")
@@ -278,11 +281,18 @@ def _print_summary(report: dict) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo_run import build_demo_store
+    from .demo_run import build_demo_comparison, build_demo_store
 
-    out = build_demo_store(args.out, seed=args.seed, force=args.force, progress=not args.quiet,
-                           log=lambda msg: print(msg, file=sys.stderr))
-    print(f"demo store ready in {out}; serve it with: python app.py {out}", file=sys.stderr)
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    out = build_demo_store(args.out, seed=args.seed, force=args.force, progress=not args.quiet, log=log)
+    if args.no_compare:
+        print(f"demo store ready in {out}; serve it with: python app.py {out}", file=sys.stderr)
+        return 0
+    second = build_demo_comparison(out, seed=args.seed, force=args.force, progress=not args.quiet, log=log)
+    print(f"demo stores ready in {out} and {second}; serve them with: python app.py {out} {second}",
+          file=sys.stderr)
     return 0
 
 

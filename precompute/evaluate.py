@@ -94,12 +94,22 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
     Returns
     -------
     dict
-        ``{"classes": {name: {"tau", "tau_rank", "planted", "artifact", "best_f1",
-        "best_clustering", "default_f1", "default_clustering", "n", "n_artifact"}},
-        "mean_tau_planted", "mean_tau_clean"}``; F1 fields and ``artifact`` are None for
-        clean classes, means None when a group is empty. A class too small for tau has
-        ``tau`` None and ranks after every class with one. A class with masks or a
-        perturbation scan also has the figures of :func:`_reason_figures`.
+        ``{"classes": {name: {"tau", "tau_rank", "separability", "separability_rank", "planted",
+        "artifact", "best_f1", "best_clustering", "default_f1", "default_clustering", "n",
+        "n_artifact"}}, "mean_tau_planted", "mean_tau_clean", "scores"}``; F1 fields and
+        ``artifact`` are None for clean classes, means None when a group is empty. A class
+        too small for tau has ``tau`` None and ranks after every class with one.
+        ``separability`` is the second truth-free class score, the Fisher separability of
+        the default clustering (:func:`precompute.stages.separability.default_separability`,
+        read from the stored per-clustering scores, so older runs have it too). ``scores``
+        says how each score ranks the planted classes: ``{"tau"|"separability":
+        {"mean_rank_planted", "planted_in_top_quarter", "top_quarter", "planted"}}``. A class
+        with masks or a perturbation scan also has the figures of :func:`_reason_figures`.
+
+    Raises
+    ------
+    ConfigError
+        No finished class, or a truth file none of whose paths is a sample of the run.
     """
     store = RunStore(run_dir)
     truth = read_truth(truth_csv, store.data_root())
@@ -108,13 +118,19 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
         raise ConfigError(f"{store.root}: no finished classes to evaluate")
     summaries = [rec.summary_record() for rec in records]
     taus = np.array([np.nan if summary.tau is None else summary.tau for summary in summaries], dtype=np.float64)
-    ranks = np.empty(len(records), dtype=int)
-    ranks[np.argsort(-taus, kind="stable")] = np.arange(1, len(records) + 1)  # NaN sorts last
+    ranks = _ranks(taus)
+    separabilities = np.array([_separability(store, rec.id, summary) for rec, summary in zip(records, summaries)],
+                              dtype=np.float64)
+    separability_ranks = _ranks(separabilities)
     classes: Dict[str, Any] = {}
     planted_taus, clean_taus = [], []
-    for rec, summary, rank, tau in zip(records, summaries, ranks, taus):
+    matched, example = 0, None
+    for rec, summary, rank, tau, separability, separability_rank in zip(records, summaries, ranks, taus,
+                                                                         separabilities, separability_ranks):
         arrays = store.arrays(rec.id)
         paths = arrays["paths"]
+        matched += sum(str(p) in truth for p in paths)
+        example = example if example is not None or not len(paths) else str(paths[0])
         carried = [truth.get(str(p), ("", ""))[1] for p in paths]
         mask = np.array([bool(name) for name in carried])
         planted = bool(mask.any())
@@ -122,6 +138,8 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
         entry: Dict[str, Any] = {
             "tau": None if np.isnan(tau) else float(tau),
             "tau_rank": int(rank),
+            "separability": None if np.isnan(separability) else float(separability),
+            "separability_rank": int(separability_rank),
             "planted": planted,
             "artifact": Counter(name for name in carried if name).most_common(1)[0][0] if planted else None,
             "best_f1": None,
@@ -141,11 +159,41 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
             clean_taus.append(entry["tau"])
         entry.update(_reason_figures(store, rec.id, mask, entry["artifact"]))
         classes[rec.name] = entry
+    if truth and not matched:  # else every class would silently be reported as clean
+        raise ConfigError(f"{truth_csv}: none of its {len(truth)} paths is a sample of the run (a path there: "
+                          f"{next(iter(truth))!r}; a sample of the run: {example!r}); paths must be relative to the "
+                          f"run's data root, {store.data_root()}")
     return {
         "classes": classes,
         "mean_tau_planted": float(np.mean(planted_taus)) if planted_taus else None,
         "mean_tau_clean": float(np.mean(clean_taus)) if clean_taus else None,
+        "scores": {score: _ranking(classes, f"{score}_rank") for score in ("tau", "separability")},
     }
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Rank 1 for the highest value; NaN (no score) after every class with one, in order."""
+    ranks = np.empty(len(values), dtype=int)
+    ranks[np.argsort(-values, kind="stable")] = np.arange(1, len(values) + 1)  # NaN sorts last
+    return ranks
+
+
+def _separability(store: RunStore, cid: str, summary) -> float:
+    """The class's default-clustering separability (NaN if none), from the stored per-clustering scores."""
+    from .stages.separability import default_separability
+
+    arrays = store.arrays(cid)
+    value = default_separability(arrays["clustering_names"], arrays["fisher"], summary.default_clustering)
+    return np.nan if value is None else value
+
+
+def _ranking(classes: Dict[str, Any], key: str) -> Dict[str, Any]:
+    """How a class score ranks the planted classes: their mean rank, and how many are in the top quarter."""
+    ranks = [entry[key] for entry in classes.values() if entry["planted"]]
+    quarter = max(1, int(np.ceil(len(classes) / 4)))
+    return {"mean_rank_planted": float(np.mean(ranks)) if ranks else None,
+            "planted_in_top_quarter": int(sum(rank <= quarter for rank in ranks)), "top_quarter": quarter,
+            "planted": len(ranks)}
 
 
 def _mean(values: np.ndarray) -> Optional[float]:
@@ -246,12 +294,20 @@ def markdown_table(result: Dict[str, Any], accuracy: Optional[float] = None) -> 
     lines = []
     if accuracy is not None:
         lines += [f"Held-out accuracy: {100 * accuracy:.1f} %.", ""]
-    lines += ["| class | artifact | τ rank | best F1 | default F1 (default clustering) |",
-              "|---|---|---|---|---|"]
+    lines += ["| class | artifact | τ rank | separability rank | best F1 | default F1 (default clustering) |",
+              "|---|---|---|---|---|---|"]
     planted = sorted((entry["tau_rank"], name, entry) for name, entry in result["classes"].items() if entry["planted"])
     for rank, name, entry in planted:
-        lines.append(f"| {name} | {entry['artifact']} | {rank} | {number(entry['best_f1'])} | "
-                     f"{number(entry['default_f1'])} ({entry['default_clustering']}) |")
+        lines.append(f"| {name} | {entry['artifact']} | {rank} | {entry.get('separability_rank', 'n/a')} | "
+                     f"{number(entry['best_f1'])} | {number(entry['default_f1'])} ({entry['default_clustering']}) |")
     lines += ["", f"Mean τ is {number(result['mean_tau_planted'])} for planted classes and "
                   f"{number(result['mean_tau_clean'])} for clean ones."]
+    scores = result.get("scores") or {}
+    if scores:
+        total = len(result["classes"])
+        lines += [""] + [f"Ranked by {label}, the {entry['planted']} planted classes have mean rank "
+                         f"{number(entry['mean_rank_planted'], 1)} of {total}, {entry['planted_in_top_quarter']} in "
+                         f"the top quarter (the first {entry['top_quarter']})."
+                         for label, entry in (("τ", scores["tau"]), ("default-clustering separability",
+                                                                       scores["separability"]))]
     return "\n".join(lines)

@@ -1,8 +1,9 @@
 """SpRAy Studio's dashboard: serves a precompute run store in the browser.
 
-``create_app(run_dir)`` returns a Dash app with three pages: the class leaderboard
-(``/``), the class explorer (``/class/<name>``) and the artifact lab (``/lab``).
-The app reads the store through :mod:`spray_dash.data` and never recomputes it.
+``create_app(run_dir)`` (or ``create_app([RUN_A, RUN_B, ...])``) returns a Dash app with the
+class leaderboard (``/``), the class explorer (``/class/<name>``), the artifact lab (``/lab``),
+Un-Hans (``/unhans``), Find elsewhere (``/similar``) and, with several runs, the compare page
+(``/compare``). The app reads the stores through :mod:`spray_dash.data` and never recomputes them.
 """
 from __future__ import annotations
 
@@ -12,18 +13,20 @@ from typing import Optional
 
 __all__ = ["create_app", "ASSETS_DIR", "PAGES"]
 
-PAGES = ("leaderboard", "explorer", "lab", "unhans", "similar", "not_found_404")
+PAGES = ("leaderboard", "explorer", "lab", "unhans", "similar", "compare", "not_found_404")
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
 
 
 def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "SpRAy Studio"):
-    """Build the Dash app for the run directory ``run_dir``.
+    """Build the Dash app for the run directory ``run_dir``, or for several runs.
 
     Parameters
     ----------
-    run_dir : path
-        A run written by ``python -m precompute``; opened read-only.
+    run_dir : path or sequence of paths
+        A run written by ``python -m precompute``, or several runs of the same data (the
+        first is the primary run, shown by every page but the compare page); read-only,
+        but for the lab's experiments and Un-Hans's variants, written into the primary run.
     cache_config : dict, optional
         flask-caching settings (default: in-process SimpleCache).
     title : str
@@ -48,7 +51,7 @@ def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "Sp
         update_title=None,
         suppress_callback_exceptions=True,
     )
-    data.configure(app.server, Path(run_dir), cache_config)
+    data.configure(app.server, run_dir, cache_config)
     app.server.register_blueprint(routes.blueprint)
     guard.install_guards(app)
     for page in PAGES:  # each page module calls dash.register_page when imported
@@ -64,8 +67,11 @@ def create_app(run_dir, *, cache_config: Optional[dict] = None, title: str = "Sp
                 dcc.Link("Leaderboard", href="/", className="topnav-link"),
                 dcc.Link("Artifact lab", href="/lab", className="topnav-link"),
                 dcc.Link("Un-Hans", href="/unhans", className="topnav-link"),
+                *([dcc.Link("Compare runs", href="/compare", className="topnav-link")]
+                  if len(data.run_names()) > 1 else []),
             ]),
-            html.Span(className="topbar-run", title=f"run {info['name']}",
+            html.Span(className="topbar-run", title=f"run {info['name']}" + (
+                f" (also served: {', '.join(data.run_names()[1:])})" if len(data.run_names()) > 1 else ""),
                       children=f"{info['model']} · {info['classes_total']} classes"),
         ]),
         html.Main(className="page", children=dash.page_container),

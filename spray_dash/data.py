@@ -8,12 +8,17 @@ artifact lab's drafts and experiments and the Un-Hans page's model variants, go 
 Pages, routes and views call the functions below and never open files or the store
 themselves (``tests/spray_dash/test_layering.py`` checks this).
 
+The app serves one or more runs (``python app.py RUN_A RUN_B``). The first is the
+*primary* run, which every page but the compare page shows; the class reads below take an
+optional ``run`` (a served run's name, its folder's name) for the compare page.
+
 This module is long on purpose: being the app's one door to the disk, it holds every read
 and write of every page, in sections (classes, artifacts and experiments, model variants).
 """
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +38,7 @@ __all__ = [
     "cache",
     "configure",
     "store",
+    "run_names",
     "leaderboard",
     "class_id_for_name",
     "ClassView",
@@ -76,25 +82,67 @@ cache = Cache()
 _state: Dict[str, object] = {}
 
 
-def configure(server, run_dir: Path, cache_config: Optional[dict] = None) -> RunStore:
-    """Open ``run_dir`` for the app served by ``server`` (a Flask app) and set up the cache."""
-    opened = RunStore(run_dir)
+def configure(server, run_dirs, cache_config: Optional[dict] = None) -> RunStore:
+    """Open the run(s) for the app served by ``server`` (a Flask app) and set up the cache.
+
+    Parameters
+    ----------
+    server : flask.Flask
+    run_dirs : path or sequence of paths
+        One run, or several; the first is the primary run. Runs are named by their
+        folder's name, so two runs in folders of the same name are refused.
+    cache_config : dict, optional
+        flask-caching settings.
+
+    Returns
+    -------
+    RunStore
+        The primary run.
+    """
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, os.PathLike)) else [Path(d) for d in run_dirs]
+    if not dirs:
+        raise StoreError("no run to serve")
+    runs: Dict[str, RunStore] = {}
+    for folder in dirs:
+        opened = RunStore(folder)
+        name = opened.root.resolve().name
+        if name in runs:
+            raise StoreError(f"two runs are called {name!r} ({runs[name].root} and {folder}): the app names runs by "
+                             "their folder, so rename one")
+        runs[name] = opened
     config = {"CACHE_TYPE": "SimpleCache", "CACHE_DEFAULT_TIMEOUT": 0, "CACHE_THRESHOLD": 256}
     config.update(cache_config or {})
     cache.init_app(server, config=config)
     with server.app_context():
         cache.clear()
     _state.clear()
-    _state["store"] = opened
-    return opened
+    _state["store"] = next(iter(runs.values()))
+    _state["runs"] = runs
+    return _state["store"]  # type: ignore[return-value]
 
 
-def store() -> RunStore:
-    """The open run store."""
+def store(run: Optional[str] = None) -> RunStore:
+    """The primary run's store, or the served run called ``run`` (:class:`StoreError` if none is)."""
     try:
-        return _state["store"]  # type: ignore[return-value]
+        primary = _state["store"]
     except KeyError:
         raise RuntimeError("spray_dash.data.configure() was not called") from None
+    if run is None:
+        return primary  # type: ignore[return-value]
+    runs: Dict[str, RunStore] = _state["runs"]  # type: ignore[assignment]
+    if run not in runs:
+        raise StoreError(f"no run {run!r} is served (served: {', '.join(runs)})")
+    return runs[run]
+
+
+def run_names() -> List[str]:
+    """Names of the served runs, the primary run first."""
+    return list(_state.get("runs") or {})
+
+
+def _run_key(run: Optional[str]) -> Optional[str]:
+    """``run`` as memoised functions take it: None for the primary run, so it is cached once."""
+    return None if run is None or run == run_name() else str(store(run).root.resolve().name)
 
 
 @cache.memoize()
@@ -103,17 +151,22 @@ def label_names() -> List[str]:
     return store().label_names()
 
 
+def run_info(run: Optional[str] = None) -> dict:
+    """Facts about a served run (default: the primary) for page headers; see :func:`_run_info`."""
+    return _run_info(_run_key(run))
+
+
 @cache.memoize()
-def run_info() -> dict:
+def _run_info(run: Optional[str]) -> dict:
     """Facts about the run for page headers.
 
     The run is named by its directory's name (``name``), never by its path on the
     server: whatever the app shows or exports reaches the browser.
     """
-    manifest = store().manifest
+    manifest = store(run).manifest
     model = manifest.get("model", {})
     return {
-        "name": run_name(),
+        "name": store(run).root.resolve().name,
         "model": model.get("spec"),
         "composite": model.get("composite"),
         "image_size": model.get("image_size"),
@@ -127,12 +180,18 @@ def run_info() -> dict:
 
 
 def run_name() -> str:
-    """The run's name: its directory's name (exports and pages never show the server's path)."""
-    return store().root.resolve().name
+    """The primary run's name: its directory's name (exports and pages never show the server's path)."""
+    runs = _state.get("runs")
+    return next(iter(runs)) if runs else store().root.resolve().name
+
+
+def leaderboard(run: Optional[str] = None) -> List[dict]:
+    """One row per finished class of a served run (default: the primary), ranked by tau; see :func:`_leaderboard`."""
+    return _leaderboard(_run_key(run))
 
 
 @cache.memoize()
-def leaderboard() -> List[dict]:
+def _leaderboard(run: Optional[str]) -> List[dict]:
     """One row per finished class, ranked by tau (rank 1 = most separable).
 
     Each row has ``id``, ``name``, ``rank``, ``tau``, ``tau_note``, ``n``, ``accuracy``,
@@ -142,7 +201,7 @@ def leaderboard() -> List[dict]:
     and ``rank`` are None and it comes after every ranked class, by name.
     """
     rows = []
-    for record in store().classes():
+    for record in store(run).classes():
         summary = record.summary
         tau = summary.get("tau")
         rows.append({
@@ -151,11 +210,13 @@ def leaderboard() -> List[dict]:
             "tau": None if tau is None else float(tau),
             "tau_note": None if tau is not None else str(summary.get("tau_note") or "too few samples"),
             "n": int(summary.get("n") or 0),
-            "accuracy": float(summary.get("accuracy") or 0.0),
-            "mean_true_prob": float(summary.get("mean_true_prob") or 0.0),
+            # None where the run does not know the predictions (an imported ViRelAy project)
+            "accuracy": _optional_float(summary.get("accuracy")),
+            "mean_true_prob": _optional_float(summary.get("mean_true_prob")),
             "eigengap_k": int(summary.get("eigengap_k") or 0),
             "spectrum": [round(float(v), 4) for v in (summary.get("eigenvalues") or [])[:16]],
             "default_clustering": summary.get("default_clustering"),
+            "default_separability": _optional_float(summary.get("default_separability")),
             # optional: run --masks and python -m precompute perturb add these; None where absent
             "right_reason": _optional_float(summary.get("right_reason")),
             "right_reason_chance": _optional_float(summary.get("right_reason_chance")),
@@ -170,8 +231,9 @@ def leaderboard() -> List[dict]:
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank if row["tau"] is not None else None
         # ranked at full precision; sent at what a person reads (a third less JSON at 1,000 classes)
-        for key in ("tau", "accuracy", "mean_true_prob", "right_reason", "right_reason_chance",
-                    "off_object_sensitivity", "validation_accuracy", "validation_accuracy_without"):
+        for key in ("tau", "accuracy", "mean_true_prob", "default_separability", "right_reason",
+                    "right_reason_chance", "off_object_sensitivity", "validation_accuracy",
+                    "validation_accuracy_without"):
             if row[key] is not None:
                 row[key] = round(row[key], 5)
     return rows
@@ -182,13 +244,13 @@ def _optional_float(value) -> Optional[float]:
 
 
 @cache.memoize()
-def _name_index() -> Dict[str, str]:
-    return {entry["name"]: entry["id"] for entry in store().manifest.get("classes", [])}
+def _name_index(run: Optional[str] = None) -> Dict[str, str]:
+    return {entry["name"]: entry["id"] for entry in store(run).manifest.get("classes", [])}
 
 
-def has_class(cid) -> bool:
-    """True if ``cid`` is a finished class of the run."""
-    return isinstance(cid, str) and store().has_class(cid)
+def has_class(cid, run: Optional[str] = None) -> bool:
+    """True if ``cid`` is a finished class of the run (default: the primary run)."""
+    return isinstance(cid, str) and store(run).has_class(cid)
 
 
 def class_name(cid: str) -> str:
@@ -196,10 +258,11 @@ def class_name(cid: str) -> str:
     return str(store().class_info(cid)["name"])
 
 
-def class_id_for_name(name: str) -> Optional[str]:
-    """Id of the finished class called ``name``, or None."""
-    cid = _name_index().get(name)
-    return cid if cid is not None and store().has_class(cid) else None
+def class_id_for_name(name: str, run: Optional[str] = None) -> Optional[str]:
+    """Id of the finished class called ``name`` in the run (default: the primary run), or None."""
+    key = _run_key(run)
+    cid = _name_index(key).get(name)
+    return cid if cid is not None and store(key).has_class(cid) else None
 
 
 @dataclass
@@ -272,10 +335,17 @@ class ClassView:
         return self.clustering_labels[self.clustering_names.index(name)]
 
 
+def class_view(cid: str, run: Optional[str] = None) -> ClassView:
+    """The explorer data of class ``cid`` of a served run (default: the primary run).
+
+    Raises :class:`StoreError` for an unknown class or run. Memoised (:func:`_class_view`).
+    """
+    return _class_view(cid, _run_key(run))
+
+
 @cache.memoize()
-def class_view(cid: str) -> ClassView:
-    """The explorer data of class ``cid`` (raises :class:`StoreError` if unknown)."""
-    st = store()
+def _class_view(cid: str, run: Optional[str]) -> ClassView:
+    st = store(run)
     summary = st.summary(cid)
     arrays = st.arrays(cid)
     names = [str(name) for name in arrays["clustering_names"]]
@@ -312,28 +382,32 @@ def class_view(cid: str) -> ClassView:
 
 
 @cache.memoize()
-def _thumb_offsets(cid: str, kind: str) -> np.ndarray:
-    return store().arrays(cid)[f"thumb_offsets_{kind}"]
+def _thumb_offsets(cid: str, kind: str, run: Optional[str] = None) -> np.ndarray:
+    return store(run).arrays(cid)[f"thumb_offsets_{kind}"]
 
 
-def thumbnail(cid: str, kind: str, index: int) -> bytes:
-    """Encoded thumbnail bytes; raises :class:`StoreError` for unknown classes, kinds or indices."""
-    if not store().has_class(cid):
+def thumbnail(cid: str, kind: str, index: int, run: Optional[str] = None) -> bytes:
+    """Encoded thumbnail bytes of a served run (default: the primary run).
+
+    Raises :class:`StoreError` for unknown runs, classes, kinds or indices.
+    """
+    key = _run_key(run)
+    if not store(key).has_class(cid):
         raise StoreError(f"unknown class {cid!r}")
     if kind == "mask":
-        blob, offsets = _mask_outlines(cid)
+        blob, offsets = _mask_outlines(cid, key)
         if not 0 <= int(index) < len(offsets) - 1:
             raise StoreError(f"class {cid}: no sample {index}")
         return blob[int(offsets[index]):int(offsets[index + 1])].tobytes()
     if kind not in ("image", "heatmap"):
         raise StoreError(f"unknown thumbnail kind {kind!r}")
-    return store().thumbnail(cid, kind, index, offsets=_thumb_offsets(cid, kind))
+    return store(key).thumbnail(cid, kind, index, offsets=_thumb_offsets(cid, kind, key))
 
 
 @cache.memoize()
-def _mask_outlines(cid: str):
+def _mask_outlines(cid: str, run: Optional[str] = None):
     """``(packed outline thumbnails, offsets)`` of class ``cid`` (StoreError without masks)."""
-    masks = store().class_masks(cid, keys=("thumbs_mask", "thumb_offsets_mask"))
+    masks = store(run).class_masks(cid, keys=("thumbs_mask", "thumb_offsets_mask"))
     if masks is None:
         raise StoreError(f"class {cid} has no masks")
     return masks["thumbs_mask"], masks["thumb_offsets_mask"]

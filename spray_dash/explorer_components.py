@@ -55,7 +55,7 @@ def header(view, rank_row: Optional[dict], neighbours: Tuple[Optional[dict], Opt
         ("τ", tau, tau_tip),
         ("rank", f"{rank_row['rank']} / {ranked_count}" if ranked else "—", None if ranked else tau_tip),
         ("samples", str(view.n), None),
-        ("accuracy", f"{summary.get('accuracy') or 0:.1%}", None),
+        ("accuracy", "—" if summary.get("accuracy") is None else f"{summary['accuracy']:.1%}", None),
         ("eigengap k", str(summary.get("eigengap_k")), "cluster count suggested by the largest relative eigengap"),
         ("default", str(summary.get("default_clustering")), default_note or None),
     ]
@@ -186,8 +186,11 @@ def sensitivity_panel(view, item: views.GalleryItem, width: int, height: int):
     ])
 
 
-def side_panels(spectrum_figure, default_note: str, can_propose: bool) -> List:
-    """The explorer's right column: spectrum, groups, selection (prototype, export, propose) and sample."""
+def side_panels(spectrum_figure, default_note: str, can_propose: bool, can_compare: bool = False) -> List:
+    """The explorer's right column: spectrum, groups, selection (prototype, export, propose) and sample.
+
+    ``can_compare``: several runs are served, so the selection can be compared across them.
+    """
     return [
         html.Div(className="panel", children=[
             html.H3("Eigenvalue spectrum"),
@@ -216,6 +219,9 @@ def side_panels(spectrum_figure, default_note: str, can_propose: bool) -> List:
                     dcc.Link("Find elsewhere →", id=ids.TO_SIMILAR, href="/similar", className="button secondary",
                              title="the samples of every other class whose relevance lies where this selection's "
                                    "does"),
+                    dcc.Link("Compare runs →", id=ids.TO_COMPARE, href="/compare", className="button secondary",
+                             style={} if can_compare else {"display": "none"},
+                             title="this selection (or the class) in every served run: is it a cluster there too?"),
                     dcc.Link("Un-Hans this selection →", id=ids.TO_UNHANS, href="/unhans", className="button secondary",
                              title="correct the model for the artifact these samples carry (ClArC), verified "
                                    "before and after"),

@@ -131,3 +131,16 @@ UNHANS_HEATMAPS = "unhans-heatmaps"
 UNHANS_SHOW_HEATMAPS = "unhans-show-heatmaps"
 UNHANS_URL_SYNC = "unhans-url-sync"
 UNHANS_URL_SYNC_DONE = "unhans-url-sync-done"
+
+# compare page (several runs of the same data)
+COMPARE_RUNS = "compare-runs"
+COMPARE_CLASS = "compare-class"
+COMPARE_CLUSTER = "compare-cluster"
+COMPARE_SELECTION = "compare-selection"  # a selection token from the explorer (?sel=), in the reference run
+COMPARE_TABLE = "compare-table"
+COMPARE_MAPS = "compare-maps"
+COMPARE_HEATMAPS = "compare-heatmaps"
+COMPARE_NOTE = "compare-note"
+COMPARE_URL_SYNC = "compare-url-sync"
+COMPARE_URL_SYNC_DONE = "compare-url-sync-done"
+TO_COMPARE = "explorer-compare"

@@ -1,7 +1,8 @@
 """Flask routes serving stored images and exports by URL (never base64 in callbacks).
 
-* ``/thumb/<class id>/<image|heatmap|mask>/<index>.webp``: a stored thumbnail (``mask``: the
-  object mask's outline on transparency, where the run has masks);
+* ``/thumb/<class id>/<image|heatmap|mask>/<index>.webp[?run=<name>]``: a stored thumbnail (``mask``: the
+  object mask's outline on transparency, where the run has masks) of the primary run or of
+  another served run (the compare page);
 * ``/prototype/<class id>.webp?sel=<mask token>``: the mean heatmap of a selection;
 * ``/export/<class id>.<csv|json>?sel=<mask token>&clustering=<name>``: a selection's table;
 * ``/artifact/<artifact id>.png``: an artifact of the lab (library or draft);
@@ -21,6 +22,8 @@ import csv
 import io
 import json
 import re
+from typing import Optional
+from urllib.parse import quote
 
 from flask import Blueprint, Response, abort, request
 
@@ -38,9 +41,9 @@ blueprint = Blueprint("spray_routes", __name__)
 _CACHE_SECONDS = 7 * 24 * 3600
 
 
-def thumb_url(cid: str, kind: str, index: int) -> str:
-    """URL of a stored thumbnail."""
-    return f"/thumb/{cid}/{kind}/{int(index)}.webp"
+def thumb_url(cid: str, kind: str, index: int, run: Optional[str] = None) -> str:
+    """URL of a stored thumbnail of the primary run, or of the served run ``run``."""
+    return f"/thumb/{cid}/{kind}/{int(index)}.webp" + (f"?run={quote(run)}" if run else "")
 
 
 def prototype_url(cid: str, token: str) -> str:
@@ -54,8 +57,8 @@ def export_url(cid: str, fmt: str, token: str, clustering: str = "") -> str:
     return f"/export/{cid}.{fmt}?sel={token}{suffix}"
 
 
-def _class_or_404(cid: str) -> str:
-    if not is_class_id(cid) or not data.has_class(cid):
+def _class_or_404(cid: str, run: Optional[str] = None) -> str:
+    if not is_class_id(cid) or (run is not None and run not in data.run_names()) or not data.has_class(cid, run):
         abort(404)
     return cid
 
@@ -67,21 +70,23 @@ def _cached(payload: bytes, mimetype: str, etag: str) -> Response:
     return response.make_conditional(request)
 
 
-def _class_version(cid: str) -> str:
-    summary = data.class_view(cid).summary
+def _class_version(cid: str, run: Optional[str] = None) -> str:
+    summary = data.class_view(cid, run).summary
     return f"{summary.get('n')}-{summary.get('bytes')}"
 
 
 @blueprint.route("/thumb/<cid>/<kind>/<int:index>.webp")
 def thumbnail(cid: str, kind: str, index: int) -> Response:
-    _class_or_404(cid)
+    run = request.args.get("run") or None
+    _class_or_404(cid, run)
     if kind not in ("image", "heatmap", "mask"):
         abort(404)
     try:
-        payload = data.thumbnail(cid, kind, index)
+        payload = data.thumbnail(cid, kind, index, run)
     except StoreError:
         abort(404)
-    return _cached(payload, "image/webp", f"{cid}-{_class_version(cid)}-{kind}-{index}")
+    prefix = re.sub(r"[^A-Za-z0-9._-]", "_", run) + "-" if run and run != data.run_name() else ""
+    return _cached(payload, "image/webp", f"{prefix}{cid}-{_class_version(cid, run)}-{kind}-{index}")
 
 
 def _selection_or_404(cid: str):

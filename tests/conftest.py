@@ -41,6 +41,20 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_compare_run(demo_run):
+    """Path of the demo's comparison run: its second model (a small ResNet) trained on the same
+    data and analysed (``build_demo_comparison(demo_run, epochs=TEST_DEMO["epochs"])``), in
+    ``<demo_run>-resnet``. Built in a fresh process, for the reason :func:`demo_run` gives."""
+    code = ("import sys; from precompute.demo_run import build_demo_comparison; "
+            f"build_demo_comparison(sys.argv[1], seed=0, progress=False, log=lambda message: None, "
+            f"epochs={TEST_DEMO['epochs']!r})")
+    subprocess.run([sys.executable, "-c", code, str(demo_run)], check=True, cwd=Path(__file__).resolve().parents[1])
+    from precompute.demo_run import comparison_dir
+
+    return comparison_dir(demo_run)
+
+
+@pytest.fixture(scope="session")
 def demo_assets(demo_run):
     """``(out_dir, report)`` of the demo's assets; they live inside the demo run store."""
     return demo_run, json.loads((demo_run / "demo_report.json").read_text())

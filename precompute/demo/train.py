@@ -11,6 +11,10 @@
     out_dir/artifacts/<name>.png        RGBA artifact patches, plus artifacts.json
     out_dir/model/weights.pt            plain state_dict of build_demo_model(len(CLASSES))
     out_dir/demo_report.json            accuracies, timings, paste effect vs control
+
+``train_second_model(demo_dir, out_dir)`` trains the demo's second model (another
+architecture, the same data and training) and writes ``out_dir/model/weights.pt`` and
+``out_dir/model/report.json``.
 """
 from __future__ import annotations
 
@@ -28,10 +32,23 @@ from ..lab import paste_effect
 from ..progress import progress_bar
 from ..store import ARTIFACTS_DIR, DEMO_REPORT, HOLDOUT_TRUTH, TRUTH, write_json_atomic
 from ..threads import limit_threads, pin_x86_kernels
-from .dataset import ARTIFACTS, CLASSES, HOLDOUT_MASKS_FOLDER, MASKS_FOLDER, generate_dataset, save_artifacts, write_truth
-from .model import build_demo_model
+from .dataset import (ARTIFACTS, CLASSES, HOLDOUT_MASKS_FOLDER, MASKS_FOLDER, generate_dataset, read_truth,
+                      save_artifacts, write_truth)
 
-__all__ = ["TRAIN_THREADS", "load_image_folder", "train_demo_model", "build_demo_assets"]
+__all__ = ["DEMO_ARCHITECTURE", "SECOND_ARCHITECTURE", "MODEL_REPORT", "TRAIN_THREADS", "load_image_folder",
+           "train_demo_model", "build_demo_assets", "train_second_model"]
+
+DEMO_ARCHITECTURE = "spray_demo_vgg"
+"""The demo model's spec in :data:`precompute.models.ARCHITECTURES` (:func:`build_demo_model`)."""
+
+SECOND_ARCHITECTURE = "spray_demo_resnet"
+"""The demo's second model (:func:`build_demo_resnet`), trained by :func:`train_second_model`."""
+
+WEIGHTS = "model/weights.pt"
+"""The trained weights (a plain state_dict), relative to the output folder."""
+
+MODEL_REPORT = "model/report.json"
+"""The second model's training report, relative to its output folder."""
 
 TRAIN_THREADS = 2
 """torch threads of the demo's training, the same on every machine: float sums split
@@ -83,9 +100,9 @@ def _predict(model: torch.nn.Module, images: torch.Tensor, device, batch_size: i
 
 
 def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 0, epochs: int = 15,
-                     batch_size: int = 32, lr: float = 3e-3, device: str = "cpu",
-                     progress: bool = False) -> Tuple[torch.nn.Module, Dict[str, object]]:
-    """Train :func:`build_demo_model` on an ImageFolder and evaluate it on another.
+                     batch_size: int = 32, lr: float = 3e-3, device: str = "cpu", progress: bool = False,
+                     architecture: str = DEMO_ARCHITECTURE) -> Tuple[torch.nn.Module, Dict[str, object]]:
+    """Train a model (default :func:`build_demo_model`) on an ImageFolder and evaluate it on another.
 
     No augmentation is used: flips or shifts would move the artifacts away from their
     fixed places, and the demo wants the model to pick them up.
@@ -108,6 +125,10 @@ def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 
         Torch device.
     progress : bool
         Show a tqdm progress bar over batches, with the epoch, the loss and the time left.
+    architecture : str
+        Model spec for :func:`precompute.models.build_model`: the demo's ``spray_demo_vgg``
+        (default), its second model ``spray_demo_resnet``, or any other registered or
+        torchvision architecture.
 
     Returns
     -------
@@ -115,7 +136,7 @@ def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 
         The trained model in eval mode, on ``device``.
     report : dict
         ``holdout_accuracy``, ``train_accuracy``, ``train_seconds``, ``train_threads``, ``epochs``,
-        ``per_class_holdout_accuracy`` (class name -> accuracy), ``classes``.
+        ``per_class_holdout_accuracy`` (class name -> accuracy), ``classes``, ``architecture``.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
@@ -131,7 +152,7 @@ def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 
 
     with limit_threads(TRAIN_THREADS), _deterministic():
         model = _fit(x_train, y_train, num_classes=num_classes, seed=seed, epochs=epochs, batch_size=batch_size,
-                     lr=lr, device=device, progress=progress)
+                     lr=lr, device=device, progress=progress, architecture=architecture)
     model.eval()
     train_pred = _predict(model, x_train, device).argmax(1)
     hold_pred = _predict(model, x_hold, device).argmax(1)
@@ -147,6 +168,7 @@ def train_demo_model(train_root, holdout_root, *, num_classes: int, seed: int = 
         "epochs": epochs,
         "per_class_holdout_accuracy": per_class,
         "classes": classes,
+        "architecture": architecture,
     }
     return model, report
 
@@ -165,11 +187,13 @@ class _deterministic:
 
 
 def _fit(x_train: torch.Tensor, y_train: torch.Tensor, *, num_classes: int, seed: int, epochs: int,
-         batch_size: int, lr: float, device: str, progress: bool) -> torch.nn.Module:
+         batch_size: int, lr: float, device: str, progress: bool, architecture: str) -> torch.nn.Module:
     """The training loop of :func:`train_demo_model`; returns the model in train mode."""
+    from ..models import build_model
+
     torch.manual_seed(seed)
     order = torch.Generator().manual_seed(seed)
-    model = build_demo_model(num_classes).to(device)
+    model = build_model(architecture, num_classes).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     batches_per_epoch = (len(x_train) + batch_size - 1) // batch_size
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * batches_per_epoch,
@@ -221,6 +245,27 @@ def _paste_report(model: torch.nn.Module, holdout_root: Path, holdout_records, c
     return results
 
 
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Save ``model``'s state_dict (CPU tensors) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def _artifact_behaviour(model: torch.nn.Module, holdout_root: Path, holdout_records, classes: List[str], *,
+                        seed: int, device: str) -> Dict[str, dict]:
+    """``holdout_accuracy_by_artifact`` and ``paste_effect`` of a trained model (see :func:`build_demo_assets`)."""
+    x_hold = torch.from_numpy(np.stack([np.asarray(load_rgb(holdout_root / r.path)) for r in holdout_records]))
+    hold_pred = _predict(model, x_hold.permute(0, 3, 1, 2), device).argmax(1).numpy()
+    hold_true = np.array([classes.index(r.class_name) for r in holdout_records])
+    carried = np.array([r.artifact for r in holdout_records])
+    by_artifact = {
+        (name or "clean"): float((hold_pred[carried == name] == hold_true[carried == name]).mean())
+        for name in [""] + ARTIFACTS.names()
+    }
+    return {"holdout_accuracy_by_artifact": by_artifact,
+            "paste_effect": _paste_report(model, holdout_root, holdout_records, classes, seed=seed, device=device)}
+
+
 def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progress: bool = True,
                       holdout_per_class: Optional[int] = None, epochs: int = 15,
                       device: str = "cpu") -> Dict[str, object]:
@@ -270,18 +315,7 @@ def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progres
 
     model, train_report = train_demo_model(out_dir / "data", out_dir / "holdout", num_classes=len(CLASSES),
                                            seed=seed, epochs=epochs, device=device, progress=progress)
-    (out_dir / "model").mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, out_dir / "model" / "weights.pt")
-
-    x_hold = torch.from_numpy(np.stack([np.asarray(load_rgb(out_dir / "holdout" / r.path)) for r in holdout]))
-    hold_pred = _predict(model, x_hold.permute(0, 3, 1, 2), device).argmax(1).numpy()
-    hold_true = np.array([train_report["classes"].index(r.class_name) for r in holdout])
-    carried = np.array([r.artifact for r in holdout])
-    by_artifact = {
-        (name or "clean"): float((hold_pred[carried == name] == hold_true[carried == name]).mean())
-        for name in [""] + ARTIFACTS.names()
-    }
+    _save_weights(model, out_dir / WEIGHTS)
     report = {
         "seed": seed,
         "n_per_class": n_per_class,
@@ -291,12 +325,61 @@ def build_demo_assets(out_dir, *, seed: int = 0, n_per_class: int = 200, progres
         "artifacts": {a["name"]: a["class"] for a in artifacts},
         "generate_seconds": round(generate_seconds, 2),
         **train_report,
-        "holdout_accuracy_by_artifact": by_artifact,
-        "paste_effect": _paste_report(model, out_dir / "holdout", holdout, train_report["classes"], seed=seed,
-                                      device=device),
+        **_artifact_behaviour(model, out_dir / "holdout", holdout, train_report["classes"], seed=seed, device=device),
         "model": {"builder": "precompute.demo.build_demo_model", "num_classes": len(CLASSES),
-                  "weights": "model/weights.pt"},
+                  "weights": WEIGHTS},
         "input": {"range": [0.0, 1.0], "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]},
     }
     write_json_atomic(out_dir / DEMO_REPORT, report)
+    return report
+
+
+def train_second_model(demo_dir, out_dir, *, architecture: str = SECOND_ARCHITECTURE, seed: int = 0,
+                       epochs: int = 15, progress: bool = True, device: str = "cpu") -> Dict[str, object]:
+    """Train another architecture on a built demo's data, as :func:`build_demo_assets` trains the demo's model.
+
+    The same data (``demo_dir/data``), held-out split (``demo_dir/holdout``), seed, optimiser,
+    schedule, thread count and deterministic kernels; only the architecture differs. Its
+    Clever-Hans behaviour is measured as the demo model's is (``paste_effect``).
+
+    Parameters
+    ----------
+    demo_dir : str or path-like
+        A folder written by :func:`build_demo_assets` (only its images and ``holdout_truth.csv`` are read).
+    out_dir : str or path-like
+        Receives ``model/weights.pt`` and ``model/report.json``.
+    architecture : str
+        Model spec for :func:`precompute.models.build_model`; default the demo's second model.
+    seed : int
+        Seeds the initialisation, the batch order and the control patches.
+    epochs : int
+        Training epochs.
+    progress : bool
+        Show a progress bar over the training batches.
+    device : str
+        Torch device for training.
+
+    Returns
+    -------
+    dict
+        The report also written to ``out_dir/model/report.json``: what :func:`train_demo_model`
+        reports, ``seed``, ``holdout_accuracy_by_artifact``, ``paste_effect``,
+        ``cpu_capability`` (torch's CPU kernels, ``AVX2`` where pinned) and ``model``.
+    """
+    pin_x86_kernels()  # before the first torch kernel of a fresh process: the same model on any x86 CPU
+    demo_dir, out_dir = Path(demo_dir), Path(out_dir)
+    holdout = read_truth(demo_dir / HOLDOUT_TRUTH)
+    model, train_report = train_demo_model(demo_dir / "data", demo_dir / "holdout", num_classes=len(CLASSES),
+                                           seed=seed, epochs=epochs, device=device, progress=progress,
+                                           architecture=architecture)
+    _save_weights(model, out_dir / WEIGHTS)
+    report = {
+        "seed": seed,
+        **train_report,
+        **_artifact_behaviour(model, demo_dir / "holdout", holdout, train_report["classes"], seed=seed,
+                              device=device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "model": {"spec": architecture, "num_classes": len(CLASSES), "weights": WEIGHTS},
+    }
+    write_json_atomic(out_dir / MODEL_REPORT, report)
     return report

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..analysis import AnalysisConfig, AnalysisResult
+from ..analysis import AnalysisConfig, AnalysisResult, assemble_result
 from ..errors import ConfigError
 from ..stages import (
     CLUSTERINGS,
@@ -32,7 +32,6 @@ from ..stages import (
     Tau,
     eigengap_clusters,
     knn_affinity,
-    leading_dimensions,
     sum_pool,
 )
 from ..stages.concurrency import single_thread
@@ -111,7 +110,6 @@ def analyse_imported(heatmaps: np.ndarray, *, spectrum: Optional[Tuple[np.ndarra
             computed.append("spectral")
         else:
             eigenvalues, embedding = np.asarray(spectrum[0], np.float64), np.asarray(spectrum[1], np.float32)
-        q = embedding.shape[1]
         eigengap_k = eigengap_clusters(eigenvalues, config.k_max)
         timings["spectral"] = time.perf_counter() - clock
         names, labels = list((clusterings or {}).keys()), [np.asarray(v, np.int16) for v in (clusterings or {}).values()]
@@ -140,28 +138,6 @@ def analyse_imported(heatmaps: np.ndarray, *, spectrum: Optional[Tuple[np.ndarra
             computed.append("umap")
             timings["map:umap"] = time.perf_counter() - clock
     default = DEFAULT_RULES.get(config.default_rule)(eigengap_k, names, config.k_max)
-    arrays = {
-        "eigenvalues": eigenvalues.astype(np.float64),
-        "eigenvectors": embedding.astype(np.float32),
-        "knn_indices": knn.indices_,
-        "knn_distances": knn.distances_.astype(np.float32),
-        "clustering_names": np.array(names, dtype=str),
-        "clustering_labels": np.stack(labels).astype(np.int16) if labels else np.zeros((0, n), np.int16),
-        "fisher": tau.fisher_,
-        "map_names": np.array(list(maps), dtype=str),
-        "maps": np.stack([np.asarray(m, np.float32) for m in maps.values()]),
-    }
-    summary = {
-        "tau": tau.tau_,
-        "eigengap_k": eigengap_k,
-        "default_clustering": default,
-        "neighbors_used": neighbors,
-        "eigenvectors_used": q,
-        "leading_dimensions": leading_dimensions(eigengap_k, q),
-        "fisher_kmeans": {name: float(f) for name, f, m in zip(names, tau.fisher_, tau.mask_) if m},
-        "fisher_dimensions": tau.design_.dimensions,
-        "computed": computed,
-    }
-    if tau.tau_ is None:
-        summary["tau_note"] = tau.note_
-    return AnalysisResult(arrays=arrays, summary=summary, timings=timings)
+    return assemble_result(eigenvalues=eigenvalues, embedding=embedding, knn=knn, names=names, labels=labels,
+                           tau=tau, maps=maps, eigengap_k=eigengap_k, default=default, neighbors=neighbors,
+                           timings=timings, summary_extra={"computed": computed})

@@ -2,7 +2,7 @@
 
 A model spec is one of::
 
-    spray_demo_vgg              a project architecture (``ARCHITECTURES``)
+    spray_demo_vgg              a project architecture (``ARCHITECTURES``; also spray_demo_resnet)
     resnet18                    a torchvision classification architecture, built without weights
     path/to/file.py:function    a user function returning a ``torch.nn.Module``
 
@@ -39,6 +39,14 @@ def _build_spray_demo_vgg(num_classes: int) -> nn.Module:
     from ..demo.model import build_demo_model
 
     return build_demo_model(num_classes)
+
+
+@ARCHITECTURES.register("spray_demo_resnet")
+def _build_spray_demo_resnet(num_classes: int) -> nn.Module:
+    # The demo's second model: a small residual network of torchvision BasicBlocks.
+    from ..demo.model import build_demo_resnet
+
+    return build_demo_resnet(num_classes)
 
 
 def _torchvision_names() -> List[str]:

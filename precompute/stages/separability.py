@@ -15,7 +15,8 @@ import scipy.linalg
 
 from .base import Stage
 
-__all__ = ["TAU_FAMILY", "MIN_TAU_SAMPLES", "fisher_separability", "FisherDesign", "fisher_design", "Tau"]
+__all__ = ["TAU_FAMILY", "MIN_TAU_SAMPLES", "fisher_separability", "FisherDesign", "fisher_design", "Tau",
+           "default_separability"]
 
 TAU_FAMILY = "kmeans"
 """The clustering family tau averages over (k-means on all q eigenvectors, the paper's recipe)."""
@@ -178,3 +179,32 @@ class Tau(Stage):
         self.tau_: Optional[float] = float(self.fisher_[self.mask_].mean()) if self.mask_.any() else None
         self.note_ = "" if self.tau_ is not None else design.note
         return self
+
+
+def default_separability(names: Sequence[str], fisher: np.ndarray, default: Optional[str]) -> Optional[float]:
+    """The class's second truth-free score beside tau: the Fisher separability of its default clustering.
+
+    tau averages the separability of k-means clusterings over k = 2..30, most of which cut
+    the class where it has no structure; the default clustering is the one the user sees
+    first (its k from the eigengap), so a class whose artifact group splits off cleanly there
+    scores high even when tau, diluted by the other k, does not.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Clustering names (m,).
+    fisher : ndarray of float, shape (m,)
+        :attr:`Tau.fisher_` of those clusterings (NaN where not scored).
+    default : str or None
+        The default clustering's name.
+
+    Returns
+    -------
+    float or None
+        None without a default clustering or a finite score for it.
+    """
+    names = [str(name) for name in names]
+    if default not in names:
+        return None
+    value = float(np.asarray(fisher, dtype=np.float64)[names.index(default)])
+    return value if np.isfinite(value) else None

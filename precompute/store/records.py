@@ -243,6 +243,8 @@ class ClassSummary(Record):
     fisher_dimensions: Optional[int] = None
     eigengap_k: Optional[int] = None
     default_clustering: Optional[str] = None
+    # the second truth-free class score: Fisher separability of the default clustering
+    default_separability: Optional[float] = optional()
     leading_dimensions: Optional[int] = None
     neighbors_used: Optional[int] = None
     eigenvectors_used: Optional[int] = None

@@ -114,7 +114,7 @@ def layout(name: Optional[str] = None, **query):
             ]),
             html.Div(className="side", children=parts.side_panels(
                 figures.spectrum_figure(view.eigenvalues, int(eigengap_k or 0)), default_note,
-                bool(selection.get("token")))),
+                bool(selection.get("token")), can_compare=len(data.run_names()) > 1)),
         ]),
         parts.gallery_panel(OVERLAY_OPACITY),
     ])
@@ -252,13 +252,15 @@ def propose_enabled(selection):
     return not (selection and selection.get("token"))
 
 
-@callback(Output(ids.TO_UNHANS, "href"), Output(ids.TO_SIMILAR, "href"), Input(ids.SELECTION, "data"),
-          State(ids.CLASS_ID, "data"))
+@callback(Output(ids.TO_UNHANS, "href"), Output(ids.TO_SIMILAR, "href"), Output(ids.TO_COMPARE, "href"),
+          Input(ids.SELECTION, "data"), State(ids.CLASS_ID, "data"))
 def selection_links(selection, cid):
-    """The Un-Hans and Find-elsewhere pages with this selection (or without one)."""
+    """The Un-Hans, Find-elsewhere and compare pages with this selection (or without one)."""
     token = selection.get("token") if selection else None
     query = "?" + urlencode({"concept": f"{cid}:{token}"}) if token and cid else ""
-    return "/unhans" + query, "/similar" + query
+    compare = {"class": data.class_name(cid)} if cid and data.has_class(cid) else {}
+    compare.update({"sel": token} if token and compare else {})
+    return "/unhans" + query, "/similar" + query, "/compare" + ("?" + urlencode(compare) if compare else "")
 
 
 @callback(

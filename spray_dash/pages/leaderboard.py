@@ -6,6 +6,7 @@ import dash_ag_grid as dag
 from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
 from .. import data, figures, ids
+from ..compare_views import run_columns, runs_leaderboard
 
 
 # Classes without a tau (too few samples) have tau and rank null: they stay last whichever way
@@ -24,7 +25,10 @@ COLUMNS = [
      "headerTooltip": "mean Fisher separability of the k-means clusterings, k = 2..30"},
     {"field": "n", "headerName": "samples", "width": 120, "filter": "agNumberColumnFilter"},
     {"field": "accuracy", "headerName": "accuracy", "width": 125, "filter": "agNumberColumnFilter",
-     "valueFormatter": {"function": "d3.format('.1%')(params.value)"}},
+     "comparator": {"function": "sprayNullsLast"},
+     "valueFormatter": {"function": "params.value == null ? '—' : d3.format('.1%')(params.value)"},
+     "headerTooltip": "top-1 accuracy of the model on the class's samples ('—': the run does not know the "
+                      "predictions, e.g. an imported ViRelAy project)"},
     {"field": "eigengap_k", "headerName": "eigengap k", "width": 135, "filter": "agNumberColumnFilter",
      "headerTooltip": "cluster count suggested by the largest relative eigengap"},
     {"field": "spectrum", "headerName": "spectrum", "cellRenderer": "SpectrumGlyph", "width": 140,
@@ -35,6 +39,11 @@ COLUMNS = [
 # Columns of optional analyses: shown only when some class has the value (a run without masks
 # or a perturbation scan shows neither column, and no error).
 OPTIONAL_COLUMNS = [
+    {"field": "default_separability", "headerName": "separability", "width": 140, "filter": "agNumberColumnFilter",
+     "comparator": {"function": "sprayNullsLast"},
+     "valueFormatter": {"function": "params.value == null ? '—' : d3.format('.3f')(params.value)"},
+     "headerTooltip": "a second truth-free class score beside τ: the Fisher separability of the default clustering "
+                      "(the one the explorer shows first); sort by it to rank the classes by it"},
     {"field": "right_reason", "headerName": "right reason", "width": 140, "filter": "agNumberColumnFilter",
      "comparator": {"function": "sprayNullsLast"},
      "valueFormatter": {"function": "params.value == null ? '—' : d3.format('.2f')(params.value)"},
@@ -65,12 +74,27 @@ def columns(rows) -> list:
                       if any(row.get(column["field"]) is not None for row in rows)]
 
 
+#: With several runs served: a link to the compare page for the row's class.
+COMPARE_COLUMN = {"colId": "compare", "field": "name", "headerName": "", "width": 120, "sortable": False,
+                  "filter": False, "cellRenderer": "CompareLink", "pinned": "right",
+                  "headerTooltip": "this class in every served run, side by side"}
+
+
+def with_other_runs(rows) -> tuple:
+    """``(rows, columns)``: the primary run's rows and columns, plus tau, rank and rank change of
+    every other served run (:func:`spray_dash.compare_views.runs_leaderboard`) and the compare link."""
+    others = {run: data.leaderboard(run) for run in data.run_names()[1:]}
+    if not others:
+        return rows, columns(rows)
+    return runs_leaderboard(rows, others), columns(rows) + run_columns(list(others)) + [COMPARE_COLUMN]
+
+
 PAGE_SIZE = 25
 PAGE_SIZES = [25, 50, 100]  # AG Grid warns (#94, #95) unless the page size is one of its selector's sizes
 
 
 def layout(**_query):
-    rows = data.leaderboard()
+    rows, column_defs = with_other_runs(data.leaderboard())
     info = data.run_info()
     top = rows[0]["name"] if rows and rows[0]["tau"] is not None else None
     return html.Div(className="leaderboard-page", children=[
@@ -81,6 +105,9 @@ def layout(**_query):
                     f"{len(rows)} classes of {info['model']}, ranked by τ: the mean separability of the "
                     "clusters of their LRP heatmaps. A high τ means the model uses clearly distinct strategies "
                     "for the class, for instance a watermark or a border, and is worth a look.",
+                    *([" Beside it: τ and rank of the same classes in ",
+                       html.B(", ".join(data.run_names()[1:])), " (the same data, another model); ",
+                       dcc.Link("compare them →", href="/compare")] if len(data.run_names()) > 1 else []),
                 ]),
             ]),
             html.Div(id=ids.RUN_INFO, className="run-facts", children=[
@@ -98,12 +125,13 @@ def layout(**_query):
         dag.AgGrid(
             id=ids.LEADERBOARD,
             rowData=rows,
-            columnDefs=columns(rows),
+            columnDefs=column_defs,
             defaultColDef={"sortable": True, "resizable": True, "floatingFilter": False},
             dashGridOptions={"pagination": True, "paginationPageSize": PAGE_SIZE,
                              "paginationPageSizeSelector": PAGE_SIZES, "animateRows": False,
                              "rowSelection": {"mode": "singleRow", "checkboxes": False, "enableClickSelection": True},
-                             "tooltipShowDelay": 300, "suppressCellFocus": True, "domLayout": "autoHeight"},
+                             "tooltipShowDelay": 300, "suppressCellFocus": True, "domLayout": "autoHeight",
+                             "suppressColumnVirtualisation": True},  # every served run's columns, even off screen
             getRowId="params.data.id",
             className="ag-theme-quartz leaderboard-grid",
             style={"width": "100%"},
@@ -174,7 +202,7 @@ def open_class(cell):
     """A click on a row opens that class (the name cell and the tau bars are links themselves)."""
     from urllib.parse import quote
 
-    if cell and cell.get("colId") != "name":
+    if cell and cell.get("colId") not in ("name", "compare"):  # those cells are links themselves
         row = next((r for r in data.leaderboard() if r["id"] == cell.get("rowId")), None)
         if row:
             return f"/class/{quote(row['name'])}"

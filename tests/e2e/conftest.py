@@ -25,14 +25,15 @@ def free_port() -> int:
 
 
 class Server:
-    """``python app.py RUN --port N`` as a child process."""
+    """``python app.py RUN [RUN ...] --port N`` as a child process."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, *run_dirs: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(ARTIFACTS / f"server-{self.port}.log", "w")
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "app.py"), str(run_dir), "--port", str(self.port)],
-                                        cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "app.py"), *map(str, run_dirs), "--port", str(self.port)],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 90
         while time.time() < deadline:
             if self.process.poll() is not None:

@@ -1,4 +1,6 @@
 """F1 scoring of stored clusters against truth files."""
+import json
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,33 @@ def test_evaluate_reports_right_reason_and_the_occlusion_peak(demo_run, capsys):
             assert "peak_on_artifact" not in entry  # not scanned
     row = next(line for line in out if line.startswith("| star | watermark | 0."))
     assert f"{100 * star['peak_on_artifact']:.0f} %" in row
+
+
+def test_a_truth_file_matching_no_sample_is_an_error_naming_both_sides(tmp_path, capsys):
+    from precompute.cli import main
+    from precompute.store import RunStore
+    from precompute.synthetic import write_synthetic_store
+
+    run = tmp_path / "run"
+    write_synthetic_store(run, n_classes=2, n_per_class=30, size=16, planted_every=2, maps=("tsne",))
+    store = RunStore(run)
+    sample = str(store.arrays("c0000")["paths"][0])
+    assert main(["evaluate", str(run)]) == 0  # the run's own truth file matches
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the second class score: the default clustering's stored Fisher separability, ranked like tau
+    for name, entry in result["classes"].items():
+        arrays, summary = store.arrays(store.id_for_name(name)), store.summary(store.id_for_name(name))
+        names = [str(n) for n in arrays["clustering_names"]]
+        assert entry["separability"] == pytest.approx(arrays["fisher"][names.index(summary["default_clustering"])])
+        assert entry["separability"] == pytest.approx(summary["default_separability"])
+    by_score = sorted(result["classes"], key=lambda name: -result["classes"][name]["separability"])
+    assert [result["classes"][name]["separability_rank"] for name in by_score] == [1, 2]
+    planted = [entry for entry in result["classes"].values() if entry["planted"]]
+    assert result["scores"]["separability"]["mean_rank_planted"] == np.mean([e["separability_rank"] for e in planted])
+    assert result["scores"]["tau"]["planted"] == len(planted) == 1
+    wrong = tmp_path / "truth.csv"
+    wrong.write_text("path,class,artifact\nelsewhere/class_0000/0001.png,class_0000,corner\n")
+    assert main(["evaluate", str(run), "--truth", str(wrong)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none of its 1 paths" in err
+    assert "'elsewhere/class_0000/0001.png'" in err and repr(sample) in err

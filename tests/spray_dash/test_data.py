@@ -43,7 +43,19 @@ def test_class_view_is_read_once(app, monkeypatch):
 
     monkeypatch.setattr(RunStore, "arrays", counting)
     with app.server.app_context():
-        data.cache.delete_memoized(data.class_view, "c0003")
+        data.cache.clear()  # class_view memoises through a private function
         for _ in range(5):
             data.class_view("c0003")
     assert calls == ["c0003"]
+
+
+def test_leaderboard_has_the_second_class_score_and_its_column(app, synthetic_run):
+    from spray_dash.pages import leaderboard
+
+    store = RunStore(synthetic_run)
+    with app.server.app_context():
+        rows = data.leaderboard()
+    for row in rows:
+        assert row["default_separability"] == pytest.approx(store.summary(row["id"])["default_separability"], abs=1e-5)
+    column = next(c for c in leaderboard.columns(rows) if c["field"] == "default_separability")
+    assert column["comparator"] == {"function": "sprayNullsLast"}  # sortable: the classes ranked by it
