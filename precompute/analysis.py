@@ -31,7 +31,7 @@ compiles for about 13.5 s of CPU in every process, a third of a small run's anal
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -137,6 +137,13 @@ class AnalysisConfig:
         if TAU_FAMILY not in self.clusterings:
             raise ConfigError(f"the clusterings must include {TAU_FAMILY!r}: tau is defined on it")
         return self
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> "AnalysisConfig":
+        """The configuration of :meth:`to_dict` (a run manifest's ``analysis``); unknown keys are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: tuple(value) if isinstance(value, list) else value
+                      for key, value in (stored or {}).items() if key in names})
 
     def to_dict(self) -> dict:
         out = asdict(self)

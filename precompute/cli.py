@@ -1,4 +1,4 @@
-"""Command line: ``python -m precompute {run,demo,evaluate,paste,unhans,index,similar,perturb,...} ...``.
+"""Command line: ``python -m precompute {run,demo,analyse,evaluate,paste,unhans,index,similar,perturb,...} ...``.
 
 Errors a user can cause are printed as one ``error:`` line naming the file and the
 reason (exit status 2); an interrupted run says how to resume (exit status 130).
@@ -52,7 +52,10 @@ def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--eigenvectors", type=_positive_int, default=32, help="q eigenpairs of L_sym (default 32)")
     group.add_argument("--pool", type=_positive_int, default=None,
                        help="sum-pool heatmaps to an N x N grid first (default: off, as in the paper)")
-    group.add_argument("--distance", default="euclidean", help="euclidean (paper) or cosine")
+    group.add_argument("--distance", default="euclidean",
+                       help="euclidean (paper), cosine, wasserstein or gw (Gromov-Wasserstein), or several, "
+                            "comma-separated: the first is the run's primary analysis, the others are added "
+                            "from the stored heatmaps as 'analyse' adds them (default euclidean)")
     group.add_argument("--maps", type=_class_list, default=["umap", "tsne"],
                        help="2-D maps of the spectral embedding to store (default umap,tsne)")
     group.add_argument("--seed", type=int, default=0, help="seed of every randomised stage (default 0)")
@@ -113,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_analysis_options(run)
 
+    analyse = commands.add_parser(
+        "analyse", help="add analyses under other distances to a finished run, from its stored heatmaps",
+        description="Runs the spectral analysis of each finished class again under another distance (no "
+                    "attribution) and stores it beside the run's primary analysis; resumable.")
+    analyse.add_argument("run", type=Path, help="run directory")
+    analyse.add_argument("--distance", required=True,
+                         help="one or more distances, comma-separated: cosine, wasserstein, gw, euclidean")
+    analyse.add_argument("--classes", type=_class_list, default=None,
+                         help="comma-separated class names or ids (default: every finished class)")
+    analyse.add_argument("--pool", type=_positive_int, default=None,
+                         help="sum-pool heatmaps to an N x N grid first (default: the run's --pool)")
+    analyse.add_argument("--force", action="store_true", help="recompute classes that have the analysis")
+    analyse.add_argument("--quiet", action="store_true", help="no progress bars")
+
     demo = commands.add_parser("demo", help="build the embedded demo store (dataset, model and analysis)")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (default runs/demo)")
     demo.add_argument("--seed", type=int, default=0)
@@ -127,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", type=Path, help="run directory")
     evaluate.add_argument("--truth", type=Path, default=None,
                           help="CSV with columns path,class,artifact (default RUN/truth.csv)")
+    evaluate.add_argument("--analysis", default=None,
+                          help="the analysis to score, by its distance (default: the run's primary analysis)")
     evaluate.add_argument("--table", action="store_true",
                           help="also print the README's Markdown table of planted classes (and, for the demo, "
                                "the held-out accuracy) before the JSON line")
@@ -253,9 +272,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Paths first, with nothing heavy imported: a mistyped path is reported in a fraction
     # of a second instead of after torch, zennit and the analysis libraries have loaded.
     check_run_paths(args.data, args.model, args.weights, args.out, args.class_index)
+    from .analyses import parse_distances
     from .analysis import AnalysisConfig
     from .pipeline import RunConfig, run
 
+    distances = parse_distances(args.distance)  # the first is the run's; the others are added after it
     config = RunConfig(
         data=args.data, model=args.model, weights=args.weights, out=args.out,
         num_classes=args.num_classes, class_index=args.class_index, image_size=args.image_size,
@@ -263,13 +284,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, workers=args.workers,
         classes=tuple(args.classes) if args.classes else None,
         analysis=AnalysisConfig(neighbors=args.neighbors, eigenvectors=args.eigenvectors, pool=args.pool,
-                                distance=args.distance, maps=tuple(args.maps), seed=args.seed),
+                                distance=distances[0], maps=tuple(args.maps), seed=args.seed),
         thumb_size=args.thumb_size, force=args.force, engine=args.engine,
         lrp_backend=args.lrp_backend, precision=args.precision, variant=args.variant, masks=args.masks,
         val_data=args.val_data, val_masks=args.val_masks,
     ).check()  # option values and names (engine, distance, maps), still without torch
     report = run(config, progress=not args.quiet, log=lambda msg: print(msg, file=sys.stderr))
     _print_summary(report)
+    if distances[1:]:
+        from .analyses import add_analysis
+
+        for distance in distances[1:]:
+            add_analysis(args.out, distance, classes=args.classes, force=args.force, progress=not args.quiet,
+                         log=lambda msg: print(msg, file=sys.stderr))
+    return 0
+
+
+def _cmd_analyse(args: argparse.Namespace) -> int:
+    from .analyses import add_analysis, parse_distances
+    from .store import RunStore
+
+    RunStore(args.run)  # a one-line error for a folder that is not a run, before any work
+    options = {} if args.pool is None else {"pool": args.pool}
+    for distance in parse_distances(args.distance):
+        done = add_analysis(args.run, distance, classes=args.classes, force=args.force, progress=not args.quiet,
+                            log=lambda msg: print(msg, file=sys.stderr), **options)
+        print(f"{distance}: {len(done)} classes analysed; see them with: python app.py {args.run}", file=sys.stderr)
     return 0
 
 
@@ -303,7 +343,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     truth = args.truth or (args.run / TRUTH)
     if not truth.is_file():
         raise ConfigError(f"{truth}: truth file not found; pass --truth FILE (columns path,class,artifact)")
-    result = evaluate_run(args.run, truth)
+    result = evaluate_run(args.run, truth, analysis=args.analysis)
     if args.table:
         from .evaluate import markdown_table
         from .store import RunStore
@@ -477,7 +517,7 @@ def _cmd_import_virelay(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "evaluate": _cmd_evaluate, "paste": _cmd_paste,
+COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "analyse": _cmd_analyse, "evaluate": _cmd_evaluate, "paste": _cmd_paste,
             "unhans": _cmd_unhans, "index": _cmd_index, "similar": _cmd_similar, "perturb": _cmd_perturb,
             "export-virelay": _cmd_export_virelay, "import-virelay": _cmd_import_virelay}
 

@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from .errors import ConfigError
-from .store import RunStore
+from .store import ClassSummary, RunStore
 
 __all__ = ["read_truth", "cluster_f1", "best_cluster", "evaluate_run", "markdown_table", "reason_table"]
 
@@ -88,8 +88,12 @@ def best_cluster(names: np.ndarray, labels: np.ndarray, truth: np.ndarray,
     return best
 
 
-def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]:
+def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike, analysis: Optional[str] = None) -> Dict[str, Any]:
     """Score every finished class of a run against ``truth_csv``.
+
+    ``analysis`` scores that analysis of each class (a distance's name,
+    :mod:`precompute.analyses`; default the run's primary one); the result has the same
+    keys whichever it is, and ``analysis`` names it.
 
     Returns
     -------
@@ -116,18 +120,23 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
     records = store.classes()
     if not records:
         raise ConfigError(f"{store.root}: no finished classes to evaluate")
-    summaries = [rec.summary_record() for rec in records]
+    analysis = analysis or store.primary_analysis
+    missing = [rec.name for rec in records if analysis not in store.analysis_names(rec.id)]
+    if missing:
+        raise ConfigError(f"{len(missing)} classes have no {analysis!r} analysis (e.g. {missing[0]}); add it with: "
+                          f"python -m precompute analyse {store.root} --distance {analysis}")
+    summaries = [ClassSummary.from_dict(store.summary(rec.id, analysis)) for rec in records]
     taus = np.array([np.nan if summary.tau is None else summary.tau for summary in summaries], dtype=np.float64)
     ranks = _ranks(taus)
-    separabilities = np.array([_separability(store, rec.id, summary) for rec, summary in zip(records, summaries)],
-                              dtype=np.float64)
+    separabilities = np.array([_separability(store.arrays(rec.id, analysis), summary)
+                               for rec, summary in zip(records, summaries)], dtype=np.float64)
     separability_ranks = _ranks(separabilities)
     classes: Dict[str, Any] = {}
     planted_taus, clean_taus = [], []
     matched, example = 0, None
     for rec, summary, rank, tau, separability, separability_rank in zip(records, summaries, ranks, taus,
                                                                          separabilities, separability_ranks):
-        arrays = store.arrays(rec.id)
+        arrays = store.arrays(rec.id, analysis)
         paths = arrays["paths"]
         matched += sum(str(p) in truth for p in paths)
         example = example if example is not None or not len(paths) else str(paths[0])
@@ -164,6 +173,7 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike) -> Dict[str, Any]
                           f"{next(iter(truth))!r}; a sample of the run: {example!r}); paths must be relative to the "
                           f"run's data root, {store.data_root()}")
     return {
+        "analysis": analysis,
         "classes": classes,
         "mean_tau_planted": float(np.mean(planted_taus)) if planted_taus else None,
         "mean_tau_clean": float(np.mean(clean_taus)) if clean_taus else None,
@@ -178,11 +188,10 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _separability(store: RunStore, cid: str, summary) -> float:
+def _separability(arrays: Dict[str, np.ndarray], summary) -> float:
     """The class's default-clustering separability (NaN if none), from the stored per-clustering scores."""
     from .stages.separability import default_separability
 
-    arrays = store.arrays(cid)
     value = default_separability(arrays["clustering_names"], arrays["fisher"], summary.default_clustering)
     return np.nan if value is None else value
 

@@ -29,7 +29,7 @@ from .data import ClassFiles, ImageFolderIndex, scan_image_folder
 from .errors import ConfigError
 from .stages.separability import fisher_separability
 
-__all__ = ["TRAIN", "VALIDATION", "add_validation", "suspect_cluster", "validation_summary"]
+__all__ = ["TRAIN", "VALIDATION", "add_validation", "suspect_cluster", "validation_summary", "validation_figures"]
 
 #: Values of the per-sample ``split`` array.
 TRAIN, VALIDATION = 0, 1
@@ -132,3 +132,27 @@ def validation_summary(split: np.ndarray, labels: np.ndarray, suspect: int, true
             "accuracy_without": float(correct[outside].mean()) if outside.any() else None,
         },
     }
+
+
+def validation_figures(split: np.ndarray, arrays: Dict[str, np.ndarray], default_clustering: Optional[str],
+                       fisher_dimensions: Optional[int]) -> Dict[str, Any]:
+    """:func:`validation_summary` of one analysis of a class, from its stored arrays.
+
+    Parameters
+    ----------
+    split : ndarray of uint8 or bool, shape (n,)
+        :data:`VALIDATION` (or True) marks a validation image.
+    arrays : dict
+        ``clustering_names``, ``clustering_labels``, ``eigenvectors`` and ``true_rank`` of the class.
+    default_clustering : str or None
+        The analysis's default clustering; without it only ``n_validation`` is returned.
+    fisher_dimensions : int or None
+        Leading eigenvectors the suspect cluster is chosen in (all when None).
+    """
+    split = np.asarray(split).astype(np.uint8)
+    names = [str(name) for name in arrays["clustering_names"]]
+    if default_clustering not in names:
+        return {"n_validation": int(split.sum())}
+    labels = arrays["clustering_labels"][names.index(default_clustering)]
+    embedding = arrays["eigenvectors"][:, :fisher_dimensions or arrays["eigenvectors"].shape[1]]
+    return validation_summary(split, labels, suspect_cluster(embedding, labels), arrays["true_rank"])

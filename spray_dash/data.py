@@ -217,6 +217,9 @@ def _leaderboard(run: Optional[str]) -> List[dict]:
             "spectrum": [round(float(v), 4) for v in (summary.get("eigenvalues") or [])[:16]],
             "default_clustering": summary.get("default_clustering"),
             "default_separability": _optional_float(summary.get("default_separability")),
+            # tau of each analysis added with `analyse` (by distance); the leaderboard shows one column each
+            **{f"analysis_tau_{name}": _optional_float((extra or {}).get("tau"))
+               for name, extra in (summary.get("analyses") or {}).items()},
             # optional: run --masks and python -m precompute perturb add these; None where absent
             "right_reason": _optional_float(summary.get("right_reason")),
             "right_reason_chance": _optional_float(summary.get("right_reason_chance")),
@@ -233,8 +236,8 @@ def _leaderboard(run: Optional[str]) -> List[dict]:
         # ranked at full precision; sent at what a person reads (a third less JSON at 1,000 classes)
         for key in ("tau", "accuracy", "mean_true_prob", "default_separability", "right_reason",
                     "right_reason_chance", "off_object_sensitivity", "validation_accuracy",
-                    "validation_accuracy_without"):
-            if row[key] is not None:
+                    "validation_accuracy_without", *(key for key in row if key.startswith("analysis_tau_"))):
+            if row.get(key) is not None:
                 row[key] = round(row[key], 5)
     return rows
 
@@ -298,6 +301,12 @@ class ClassView:
         The summary's ``perturbation`` section (grid, fill, reference); empty if not scanned.
     split : ndarray of uint8 (n,) or None
         0 training, 1 validation image (``run --val-data``); None without validation data.
+    analysis : str
+        The analysis shown (a distance's name); ``maps`` to ``families`` and ``summary`` are its.
+    analyses : list of str
+        Every analysis of the class, the run's primary one first.
+    analysis_taus : dict of str -> float or None
+        Tau of each analysis.
     """
 
     id: str
@@ -321,6 +330,9 @@ class ClassView:
     off_object: Optional[np.ndarray] = None
     perturbation: Dict = field(default_factory=dict)
     split: Optional[np.ndarray] = None
+    analysis: str = "euclidean"
+    analyses: List[str] = field(default_factory=lambda: ["euclidean"])
+    analysis_taus: Dict[str, Optional[float]] = field(default_factory=dict)
 
     @property
     def has_masks(self) -> bool:
@@ -335,19 +347,31 @@ class ClassView:
         return self.clustering_labels[self.clustering_names.index(name)]
 
 
-def class_view(cid: str, run: Optional[str] = None) -> ClassView:
+def class_view(cid: str, run: Optional[str] = None, analysis: Optional[str] = None) -> ClassView:
     """The explorer data of class ``cid`` of a served run (default: the primary run).
 
-    Raises :class:`StoreError` for an unknown class or run. Memoised (:func:`_class_view`).
+    ``analysis`` names one of the class's analyses (:func:`analysis_names`; default the
+    primary one): its maps, spectrum and clusterings; the samples are the same in each.
+    Raises :class:`StoreError` for an unknown class, run or analysis. Memoised (:func:`_class_view`).
     """
-    return _class_view(cid, _run_key(run))
+    primary = store(run).primary_analysis
+    return _class_view(cid, _run_key(run), None if analysis in (None, primary) else analysis)
+
+
+def analysis_names(cid: str, run: Optional[str] = None) -> List[str]:
+    """The analyses of class ``cid`` by distance name, the run's primary one first."""
+    return class_view(cid, run).analyses
 
 
 @cache.memoize()
-def _class_view(cid: str, run: Optional[str]) -> ClassView:
+def _class_view(cid: str, run: Optional[str], analysis: Optional[str] = None) -> ClassView:
     st = store(run)
-    summary = st.summary(cid)
-    arrays = st.arrays(cid)
+    summary = st.summary(cid, analysis)
+    arrays = st.arrays(cid, analysis)
+    analyses = st.analysis_names(cid)
+    base = st.summary(cid)
+    taus = {name: (base.get("tau") if name == analyses[0] else (base["analyses"][name] or {}).get("tau"))
+            for name in analyses}
     names = [str(name) for name in arrays["clustering_names"]]
     families: Dict[str, List[int]] = {}
     for name in names:
@@ -378,6 +402,9 @@ def _class_view(cid: str, run: Optional[str]) -> ClassView:
         off_object=None if scan is None else scan["off_object"],
         perturbation=dict(summary.get("perturbation") or {}) if scan is not None else {},
         split=arrays.get("split"),
+        analysis=analysis or analyses[0],
+        analyses=analyses,
+        analysis_taus=taus,
     )
 
 

@@ -144,3 +144,8 @@ COMPARE_NOTE = "compare-note"
 COMPARE_URL_SYNC = "compare-url-sync"
 COMPARE_URL_SYNC_DONE = "compare-url-sync-done"
 TO_COMPARE = "explorer-compare"
+
+# explorer: the analysis (by distance) shown, its switch, and the navigation it triggers
+ANALYSIS = "explorer-analysis"
+ANALYSIS_SELECT = "explorer-analysis-select"
+NAVIGATE_ANALYSIS = "explorer-navigate-analysis"

@@ -51,9 +51,11 @@ def prototype_url(cid: str, token: str) -> str:
     return f"/prototype/{cid}.webp?sel={token}"
 
 
-def export_url(cid: str, fmt: str, token: str, clustering: str = "") -> str:
-    """URL of a selection export (``fmt`` is ``csv`` or ``json``)."""
+def export_url(cid: str, fmt: str, token: str, clustering: str = "", analysis: Optional[str] = None) -> str:
+    """URL of a selection export (``fmt`` is ``csv`` or ``json``), with the cluster labels of
+    ``clustering`` in ``analysis`` (default the run's primary analysis)."""
     suffix = f"&clustering={clustering}" if clustering else ""
+    suffix += f"&analysis={analysis}" if clustering and analysis else ""
     return f"/export/{cid}.{fmt}?sel={token}{suffix}"
 
 
@@ -123,11 +125,15 @@ def export(cid: str, fmt: str) -> Response:
         abort(404)
     view, indices = _selection_or_404(cid)
     clustering = request.args.get("clustering", "")
+    analysis = request.args.get("analysis") or None
+    if analysis is not None and analysis not in data.analysis_names(cid):
+        abort(404)
     labels = None
     if clustering:
-        if not _is_clustering_name(clustering) or clustering not in view.clustering_names:
+        labelled = data.class_view(cid, analysis=analysis)  # the samples are the same in every analysis
+        if not _is_clustering_name(clustering) or clustering not in labelled.clustering_names:
             abort(404)
-        labels = view.clustering_labels[view.clustering_names.index(clustering)]
+        labels = labelled.clustering_labels[labelled.clustering_names.index(clustering)]
     rows = export_rows(indices, class_name=view.name, paths=view.paths, label_names=data.label_names(),
                        top_classes=view.top_classes, top_probs=view.top_probs, true_rank=view.true_rank,
                        true_prob=view.true_prob, clustering=clustering or None, cluster_labels=labels)

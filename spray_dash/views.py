@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from urllib.parse import urlencode
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -76,6 +77,23 @@ def _parse_clustering(name) -> Optional[Tuple[str, int]]:
         return parse_clustering_name(str(name or ""))
     except StoreError:
         return None
+
+
+def requested_analysis(names: Sequence[str], requested: Optional[str]) -> Optional[str]:
+    """The analysis a URL's ``analysis=`` asks for, if the class has it; else None (the primary one)."""
+    return requested if requested in list(names)[1:] else None
+
+
+def analysis_options(view) -> List[dict]:
+    """Dropdown options of the class's analyses (by distance), each with its tau."""
+    return [{"label": f"{name} · τ {tau_text(tau)[0]}", "value": name} for name, tau in view.analysis_taus.items()]
+
+
+def analysis_query(view, first: bool = False) -> str:
+    """``&analysis=NAME`` (``?...`` when ``first``) for an analysis other than the primary one, else ""."""
+    if view.analysis == view.analyses[0]:
+        return ""
+    return ("?" if first else "&") + urlencode({"analysis": view.analysis})
 
 
 def map_options(view) -> List[dict]:

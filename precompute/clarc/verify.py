@@ -143,10 +143,7 @@ def model_figures(session, eval_set: EvalSet, origin: int, artifact: Optional[Ar
 def _analysis_config(store: RunStore):
     from ..analysis import AnalysisConfig
 
-    stored = store.manifest_record().analysis or {}
-    names = {f.name for f in dataclasses.fields(AnalysisConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in stored.items() if k in names}
-    return AnalysisConfig(**{**values, "maps": ()})
+    return dataclasses.replace(AnalysisConfig.from_dict(store.manifest_record().analysis or {}), maps=())
 
 
 def origin_spray(store: RunStore, session, origin_id: str, selection: Sequence[int],

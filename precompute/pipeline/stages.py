@@ -247,17 +247,10 @@ def finish_class(buffer: ClassBuffer, config: RunConfig, label_names: Sequence[s
 
 def _validation_figures(arrays: Dict[str, np.ndarray], summary: ClassSummary, is_val: np.ndarray) -> Dict[str, Any]:
     """Store the ``split`` array in ``arrays`` and return the summary's validation figures."""
-    from ..validation import suspect_cluster, validation_summary
+    from ..validation import validation_figures
 
-    split = is_val.astype(np.uint8)
-    arrays["split"] = split
-    names = [str(name) for name in arrays["clustering_names"]]
-    default = summary.default_clustering
-    if default not in names:
-        return {"n_validation": int(split.sum())}
-    labels = arrays["clustering_labels"][names.index(default)]
-    embedding = arrays["eigenvectors"][:, :summary.fisher_dimensions or arrays["eigenvectors"].shape[1]]
-    return validation_summary(split, labels, suspect_cluster(embedding, labels), arrays["true_rank"])
+    arrays["split"] = is_val.astype(np.uint8)
+    return validation_figures(arrays["split"], arrays, summary.default_clustering, summary.fisher_dimensions)
 
 
 def record_backend(writer: RunWriter, backend: str) -> None:

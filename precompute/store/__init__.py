@@ -39,6 +39,7 @@ reader   :class:`RunStore`
 writer   :class:`RunWriter`, :class:`ExperimentWriter`, :class:`ClassAnalysis`
 """
 from .layout import (
+    ANALYSIS_RESULT_ARRAYS,
     ARTIFACTS_DIR,
     CLASS_ARRAYS,
     CLASS_ID_PATTERN,
@@ -83,6 +84,7 @@ from .writer import ClassAnalysis, ExperimentWriter, RunWriter, datetime_now, it
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ANALYSIS_RESULT_ARRAYS",
     "ExperimentWriter",
     "new_record_id",
     "datetime_now",

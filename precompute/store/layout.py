@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import StoreError
 
 __all__ = [
-    "SCHEMA_VERSION", "MANIFEST", "REPORT", "CLASSES_DIR", "ARTIFACTS_DIR", "ARTIFACT_INDEX", "EXPERIMENTS_DIR",
+    "SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "ANALYSES_DIR", "ANALYSIS_RESULT_ARRAYS", "analysis_file",
+    "MANIFEST", "REPORT", "CLASSES_DIR", "ARTIFACTS_DIR", "ARTIFACT_INDEX", "EXPERIMENTS_DIR",
     "DRAFTS_DIR", "RECORD", "SUMMARY", "ANALYSIS", "HEATMAPS", "CLASS_MASKS", "PERTURBATION", "MASK_ARRAYS", "OPTIONAL_CLASS_ARRAYS",
     "PERTURBATION_ARRAYS", "THUMB_KINDS", "TRUTH", "HOLDOUT_TRUTH",
     "DEMO_REPORT", "TRUTH_COLUMNS", "CLASS_ARRAYS", "CLASS_ID_PATTERN", "class_id", "is_class_id",
@@ -29,7 +30,11 @@ __all__ = [
     "read_json", "checked_id", "checked_file_name",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 added ``classes/<id>/analyses/<name>.npz``: analyses under other distances beside the
+primary one. A version-1 run is a version-2 run with its primary analysis only, so both are read
+(:data:`READABLE_SCHEMA_VERSIONS`), and adding an analysis to a version-1 run marks it version 2."""
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 MANIFEST = "manifest.json"
 REPORT = "report.json"
@@ -51,6 +56,7 @@ SEARCH_ROWS = "rows.npy"  # int32 (N, 2): (model label, index in its class) of e
 SEARCH_META = "search.json"  # grid, kind, count, classes, the run's "created": written last
 SUMMARY = "summary.json"
 ANALYSIS = "analysis.npz"
+ANALYSES_DIR = "analyses"  # classes/<id>/analyses/<distance>.npz: analyses other than the primary one
 CLASS_MASKS = "masks.npz"  # run --masks: object masks, right-reason scores, outline thumbnails (MASK_ARRAYS)
 PERTURBATION = "perturbation.npz"  # python -m precompute perturb: occlusion maps (PERTURBATION_ARRAYS)
 HEATMAPS = "heatmaps.npy"
@@ -71,7 +77,7 @@ CLASS_ARRAYS: Dict[str, str] = {
     "eigenvalues": "float64 (q,): smallest eigenvalues of L_sym, ascending (trivial 0 first)",
     "eigenvectors": "float32 (n, q): column j belongs to eigenvalues[j]; rows are the spectral embedding",
     "knn_indices": "int32 (n, k): each sample's k nearest neighbours, nearest first (self excluded)",
-    "knn_distances": "float32 (n, k): Euclidean distances to those neighbours",
+    "knn_distances": "float32 (n, k): distances to those neighbours under the analysis's distance (Euclidean by default)",
     "clustering_names": "str (m,): '<family>-k<k>', e.g. 'kmeans-k5', 'ward-k3'",
     "clustering_labels": "int16 (m, n): cluster label of each sample, 0..k-1",
     "fisher": "float64 (m,): Fisher separability of each clustering in the leading fisher_dimensions "
@@ -86,6 +92,20 @@ CLASS_ARRAYS: Dict[str, str] = {
     "thumb_offsets_image": "int64 (n+1,): byte offsets into thumbs-image.bin",
     "thumb_offsets_heatmap": "int64 (n+1,): byte offsets into thumbs-heatmap.bin",
 }
+
+
+# The arrays of analysis.npz that one analysis (one distance) computes; analyses/<name>.npz holds these.
+ANALYSIS_RESULT_ARRAYS: Tuple[str, ...] = ("eigenvalues", "eigenvectors", "knn_indices", "knn_distances",
+                                           "clustering_names", "clustering_labels", "fisher", "map_names", "maps")
+
+_ANALYSIS_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def analysis_file(name: str) -> str:
+    """``analyses/<name>.npz``, relative to a class folder, for an analysis name (a distance's name)."""
+    if not isinstance(name, str) or not _ANALYSIS_NAME_RE.match(name):
+        raise StoreError(f"bad analysis name {name!r} (lower-case letters, digits and _)")
+    return f"{ANALYSES_DIR}/{name}.npz"
 
 
 # Optional arrays of analysis.npz: present only in some runs.

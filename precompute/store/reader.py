@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import StoreError
 from .layout import (
     ANALYSIS,
+    ANALYSIS_RESULT_ARRAYS,
     ARTIFACT_INDEX,
     CLASS_MASKS,
     PERTURBATION,
@@ -30,6 +31,7 @@ from .layout import (
     MANIFEST,
     RECORD,
     REPORT,
+    READABLE_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     SUMMARY,
     THUMB_KINDS,
@@ -42,6 +44,7 @@ from .layout import (
     VARIANT_RECORD,
     VARIANTS_DIR,
     checked_file_name,
+    analysis_file,
     checked_id,
     is_class_id,
     thumb_file,
@@ -89,7 +92,7 @@ class RunStore:
         except (OSError, ValueError) as error:
             raise StoreError(f"{manifest_path}: unreadable manifest ({error})") from None
         version = self.manifest.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_SCHEMA_VERSIONS:
             raise StoreError(
                 f"{manifest_path}: schema version {version!r}, this SpRAy Studio reads version {SCHEMA_VERSION}; "
                 "re-run precompute with --force"
@@ -171,9 +174,37 @@ class RunStore:
             raise StoreError(f"class {cid!r} is not in this run (or not finished)")
         return self.classes_dir / cid
 
-    def summary(self, cid: str) -> Dict[str, Any]:
-        """The leaderboard row of class ``cid``."""
-        return json.loads((self._class_dir(cid) / SUMMARY).read_text(encoding="utf-8"))
+    @property
+    def primary_analysis(self) -> str:
+        """Name of the analysis in ``analysis.npz``: the distance the run was made with."""
+        return str((self.manifest.get("analysis") or {}).get("distance") or "euclidean")
+
+    def analysis_names(self, cid: str) -> List[str]:
+        """The analyses of class ``cid``: the primary one, then those added (``analyses/``), sorted."""
+        extra = self.summary(cid).get("analyses") or {}
+        return [self.primary_analysis, *sorted(name for name in extra if name != self.primary_analysis)]
+
+    def _checked_analysis(self, cid: str, analysis: Optional[str]) -> Optional[str]:
+        """None for the primary analysis, else the name of an added one (a StoreError if the class lacks it)."""
+        if analysis is None or analysis == self.primary_analysis:
+            return None
+        names = self.analysis_names(cid)
+        if analysis not in names:
+            raise StoreError(f"class {cid} has no {analysis!r} analysis; it has {', '.join(names)} "
+                             f"(add one with: python -m precompute analyse RUN --distance {analysis})")
+        return analysis
+
+    def summary(self, cid: str, analysis: Optional[str] = None) -> Dict[str, Any]:
+        """The leaderboard row of class ``cid``.
+
+        With ``analysis`` (a name of :meth:`analysis_names`), that analysis's keys (``tau``,
+        ``default_clustering``, ``eigenvalues``, ...) replace the primary one's, and
+        ``analysis`` names it; without, the primary analysis's row as stored.
+        """
+        summary = json.loads((self._class_dir(cid) / SUMMARY).read_text(encoding="utf-8"))
+        if self._checked_analysis(cid, analysis) is None:
+            return summary
+        return {**summary, **summary["analyses"][analysis], "analysis": analysis}
 
     def class_summary(self, cid: str) -> ClassSummary:
         """The leaderboard row of class ``cid``, typed (missing keys get the documented defaults)."""
@@ -187,10 +218,20 @@ class RunStore:
             records.append(ClassRecord(id=cid, name=summary["name"], label=summary["label"], summary=summary))
         return records
 
-    def arrays(self, cid: str) -> Dict[str, np.ndarray]:
-        """All arrays of :data:`CLASS_ARRAYS` for class ``cid`` (loaded, no pickle)."""
+    def arrays(self, cid: str, analysis: Optional[str] = None) -> Dict[str, np.ndarray]:
+        """All arrays of :data:`CLASS_ARRAYS` for class ``cid`` (loaded, no pickle).
+
+        With ``analysis`` (a name of :meth:`analysis_names`), the arrays of
+        :data:`ANALYSIS_RESULT_ARRAYS` are that analysis's (``analyses/<name>.npz``).
+        """
+        added = self._checked_analysis(cid, analysis)
         with np.load(self._class_dir(cid) / ANALYSIS, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
+            arrays = {name: npz[name] for name in npz.files
+                      if added is None or name not in ANALYSIS_RESULT_ARRAYS}
+        if added is not None:
+            with np.load(self._class_dir(cid) / analysis_file(added), allow_pickle=False) as npz:
+                arrays.update({name: npz[name] for name in ANALYSIS_RESULT_ARRAYS})
+        return arrays
 
     def heatmaps(self, cid: str) -> np.ndarray:
         """Memory-mapped float16 heatmaps of class ``cid``, shape (n, H, W), read-only."""

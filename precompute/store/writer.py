@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import DiskFullError, StoreError
 from .layout import (
     ANALYSIS,
+    ANALYSIS_RESULT_ARRAYS,
     ARTIFACT_INDEX,
     CLASS_ARRAYS,
     CLASS_MASKS,
@@ -34,10 +35,12 @@ from .layout import (
     SEARCH_META,
     SEARCH_ROWS,
     SEARCH_VECTORS,
+    READABLE_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     SUMMARY,
     THUMB_KINDS,
     VARIANT_RECORD,
+    analysis_file,
     checked_file_name,
     checked_id,
     class_id,
@@ -199,7 +202,7 @@ class RunWriter(RunStore):
                 old = None
             if old is not None:
                 differing = [key for key in compare_keys if old.get(key) != manifest.get(key)]
-                if old.get("schema_version") != SCHEMA_VERSION:
+                if old.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
                     differing.append("schema_version")
                 if differing:
                     raise StoreError(
@@ -314,23 +317,55 @@ class RunWriter(RunStore):
         if missing:
             raise StoreError(f"class {cid} {name}: missing arrays {sorted(missing)}")
         folder = self._class_dir(cid)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **{key: np.asarray(value) for key, value in arrays.items()})
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, folder / name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _replace_npz(folder / name, arrays)
         record = {**self.summary(cid), **json_safe(dict(summary))}
         record["bytes"] = sum(entry.stat().st_size for entry in os.scandir(folder)
                               if entry.is_file() and not entry.name.startswith("."))
         write_json_atomic(folder / SUMMARY, record)
         fsync_dir(folder)
         return folder / name
+
+    def write_class_analysis(self, cid: str, name: str, arrays: Mapping[str, np.ndarray],
+                             summary: Mapping[str, Any]) -> Path:
+        """Add (or replace) an analysis of a finished class under another distance.
+
+        Parameters
+        ----------
+        cid : str
+            A finished class.
+        name : str
+            The analysis's name, its distance's (``gw``); not the run's primary analysis.
+        arrays : mapping of str to ndarray
+            Every array of :data:`~precompute.store.layout.ANALYSIS_RESULT_ARRAYS`, over the
+            class's samples in ``analysis.npz``'s order.
+        summary : mapping
+            The analysis's summary keys (``tau``, ``default_clustering``, ...), stored as
+            ``summary.json``'s ``analyses[name]``.
+
+        Written as :meth:`write_class_part` writes (temporary name, rename, then the summary),
+        so a killed writer leaves the old analysis or the new one. The run's manifest is marked
+        schema version 2.
+        """
+        if name == self.primary_analysis:
+            raise StoreError(f"{name!r} is the run's primary analysis (analysis.npz), not an added one")
+        relative = analysis_file(name)
+        missing = set(ANALYSIS_RESULT_ARRAYS) - set(arrays)
+        if missing:
+            raise StoreError(f"class {cid} analysis {name}: missing arrays {sorted(missing)}")
+        n = len(self.arrays(cid)["paths"])
+        if len(arrays["eigenvectors"]) != n or np.shape(arrays["clustering_labels"])[1:] != (n,):
+            raise StoreError(f"class {cid} analysis {name}: arrays of {len(arrays['eigenvectors'])} samples, "
+                             f"the class has {n}")
+        folder = self._class_dir(cid)
+        (folder / relative).parent.mkdir(exist_ok=True)
+        _replace_npz(folder / relative, {key: arrays[key] for key in ANALYSIS_RESULT_ARRAYS})
+        if self.manifest.get("schema_version") != SCHEMA_VERSION:
+            self.update_manifest(schema_version=SCHEMA_VERSION)
+        record = self.summary(cid)
+        record["analyses"] = {**(record.get("analyses") or {}), name: json_safe(dict(summary))}
+        write_json_atomic(folder / SUMMARY, record)
+        fsync_dir(folder)
+        return folder / relative
 
     def write_search_index(self, vectors: np.ndarray, rows: np.ndarray, meta: Dict[str, Any]) -> Path:
         """Replace ``RUN/search/`` atomically with these vectors (N, d), rows (N, 2) and ``meta``.
@@ -364,6 +399,22 @@ class RunWriter(RunStore):
         """Rewrite the artifact library index ``artifacts/artifacts.json``."""
         self.artifacts_dir.mkdir(exist_ok=True)
         write_json_atomic(self.artifacts_dir / ARTIFACT_INDEX, json_safe(list(entries)))
+
+
+def _replace_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` as ``path`` (an .npz) through a fsynced temporary file and ``os.replace``:
+    a killed writer leaves the old file or the new one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **{key: np.asarray(value) for key, value in arrays.items()})
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def iter_class_ids(labels: Iterable[int]) -> Iterator[str]:

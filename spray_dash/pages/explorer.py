@@ -59,7 +59,7 @@ def layout(name: Optional[str] = None, **query):
     cid = data.class_id_for_name(name)
     if cid is None:
         return parts.unknown_class(name)
-    view = data.class_view(cid)
+    view = data.class_view(cid, analysis=views.requested_analysis(data.analysis_names(cid), query.get("analysis")))
     state = _state_from_store(view, query)
     selection = _initial_selection(view, state)
     rows = data.leaderboard()
@@ -74,6 +74,8 @@ def layout(name: Optional[str] = None, **query):
                                         data.run_info().get("default_rule", "lead_eigengap"))
     return html.Div(className="explorer-page", children=[
         dcc.Store(id=ids.CLASS_ID, data=cid),
+        dcc.Store(id=ids.ANALYSIS, data=view.analysis),
+        dcc.Location(id=ids.NAVIGATE_ANALYSIS, refresh="callback-nav"),
         dcc.Store(id=ids.VIEW_STATE, data=None),
         dcc.Store(id=ids.SELECTION, data=selection),
         dcc.Store(id=ids.GALLERY_PAGE, data=state.page),
@@ -84,6 +86,10 @@ def layout(name: Optional[str] = None, **query):
         dcc.Location(id=ids.NAVIGATE_LAB, refresh="callback-nav"),
         parts.header(view, rank_row, neighbours, default_note, sum(row["rank"] is not None for row in rows)),
         html.Div(className="controls", children=[
+            html.Label(className="analysis-select", style={} if len(view.analyses) > 1 else {"display": "none"},
+                       children=["analysis", dcc.Dropdown(id=ids.ANALYSIS_SELECT, value=view.analysis,
+                                                          options=views.analysis_options(view),
+                                                          clearable=False, searchable=False)]),
             html.Label(["view", dcc.Dropdown(id=ids.MAP_SELECT, options=views.map_options(view), value=state.map,
                                              clearable=False, searchable=False)]),
             html.Div(id=ids.SPECTRAL_DIMS, className="spectral-dims", style=spectral_style, children=[
@@ -141,11 +147,12 @@ dash.register_page(__name__, path_template="/class/<name>", name="Class explorer
     Input(ids.COLOR_SELECT, "value"),
     Input(ids.K_SELECT, "value"),
     State(ids.CLASS_ID, "data"),
+    State(ids.ANALYSIS, "data"),
     State(ids.SELECTION, "data"),
 )
-def render_embedding(map_name, dim_x, dim_y, color, k, cid, selection):
+def render_embedding(map_name, dim_x, dim_y, color, k, cid, analysis, selection):
     """Draw the map for the chosen view and colouring; keep the current selection highlighted."""
-    view = data.class_view(cid)
+    view = data.class_view(cid, analysis=analysis)
     state = _state_from_store(view, {"map": map_name, "dims": f"{dim_x},{dim_y}", "color": color, "k": k})
     coords, axes = views.coordinates(view, state)
     colors, colorbar = views.coloring(view, state)
@@ -171,12 +178,13 @@ def _group_buttons(view, state: ViewState, selection: Optional[dict]):
     Input({"type": ids.CLUSTER_BUTTON, "index": ALL}, "n_clicks"),
     Input(ids.CLEAR_SELECTION, "n_clicks"),
     State(ids.CLASS_ID, "data"),
+    State(ids.ANALYSIS, "data"),
     State(ids.VIEW_STATE, "data"),
     prevent_initial_call=True,
 )
-def select(selected_data, _cluster_clicks, _clear, cid, stored_view):
+def select(selected_data, _cluster_clicks, _clear, cid, analysis, stored_view):
     """A lasso/box/click selection, a group button, or "clear" sets the selection."""
-    view = data.class_view(cid)
+    view = data.class_view(cid, analysis=analysis)
     state = _state_from_store(view, stored_view)
     trigger = ctx.triggered_id
     patch = Patch()
@@ -230,10 +238,11 @@ def turn_page(_prev, _next, page):
     Input(ids.GALLERY_PAGE, "data"),
     Input(ids.VIEW_STATE, "data"),
     State(ids.CLASS_ID, "data"),
+    State(ids.ANALYSIS, "data"),
 )
-def render_gallery(selection, page, stored_view, cid):
+def render_gallery(selection, page, stored_view, cid, analysis):
     """Fill the gallery, prototype and export links from the selection (images load by URL)."""
-    view = data.class_view(cid)
+    view = data.class_view(cid, analysis=analysis)
     token = selection.get("token") if selection else None
     indices = decode_mask(token, view.n) if token else None
     if indices is None or len(indices) == 0:
@@ -242,9 +251,21 @@ def render_gallery(selection, page, stored_view, cid):
     tiles = [parts.gallery_tile(item) for item in views.gallery_items(view, indices[start:stop], data.label_names())]
     clustering = views.current_clustering(view, _state_from_store(view, stored_view)) or ""
     summary = parts.selection_summary(len(indices), view.n, int(np.sum(view.true_rank[indices] == 1)))
-    export = parts.export_links(export_url(cid, "csv", token, clustering), export_url(cid, "json", token, clustering))
+    shown = None if view.analysis == view.analyses[0] else view.analysis
+    export = parts.export_links(export_url(cid, "csv", token, clustering, shown),
+                                export_url(cid, "json", token, clustering, shown))
     return tiles, f"{start + 1}–{stop} of {len(indices)} · page {page + 1}/{pages}", page == 0, \
         page >= pages - 1, parts.prototype(prototype_url(cid, token)), export, summary
+
+
+@callback(Output(ids.NAVIGATE_ANALYSIS, "href"), Input(ids.ANALYSIS_SELECT, "value"),
+          State(ids.ANALYSIS, "data"), State(ids.CLASS_ID, "data"), prevent_initial_call=True)
+def switch_analysis(chosen, shown, cid):
+    """Another analysis redraws the whole page: its maps, clusterings, spectrum and default view differ."""
+    if not chosen or chosen == shown:
+        return no_update
+    view = data.class_view(cid, analysis=chosen)
+    return f"/class/{quote(view.name)}{views.analysis_query(view, first=True)}"
 
 
 @callback(Output(ids.PROPOSE, "disabled"), Input(ids.SELECTION, "data"))
@@ -333,15 +354,16 @@ def inspect(focus, cid):
     Output(ids.FOCUS, "data"),
     Input({"type": ids.GALLERY_TILE, "index": ALL}, "n_clicks"),
     State(ids.CLASS_ID, "data"),
+    State(ids.ANALYSIS, "data"),
     State(ids.VIEW_STATE, "data"),
     prevent_initial_call=True,
 )
-def focus_tile(_clicks, cid, stored_view):
+def focus_tile(_clicks, cid, analysis, stored_view):
     """A click on a tile rings its point in the map (two-way link)."""
     trigger = ctx.triggered_id
     if not isinstance(trigger, dict) or not ctx.triggered[0]["value"]:
         return no_update, no_update
-    view = data.class_view(cid)
+    view = data.class_view(cid, analysis=analysis)
     index = int(trigger["index"])
     if not 0 <= index < view.n:
         return no_update, no_update
@@ -359,13 +381,14 @@ def focus_tile(_clicks, cid, stored_view):
     Input(ids.SELECTION, "data"),
     Input(ids.GALLERY_PAGE, "data"),
     State(ids.CLASS_ID, "data"),
+    State(ids.ANALYSIS, "data"),
     prevent_initial_call=True,
 )
-def url_for_view(stored_view, selection, page, cid):
+def url_for_view(stored_view, selection, page, cid, analysis):
     """The URL that restores this view."""
     if not stored_view:
         return no_update
-    view = data.class_view(cid)
+    view = data.class_view(cid, analysis=analysis)
     state = _state_from_store(view, stored_view)
     state.page = page or 0
     state.sel = None
@@ -375,7 +398,7 @@ def url_for_view(stored_view, selection, page, cid):
             state.cluster = selection["cluster"]
         else:
             state.sel = selection["token"]
-    return f"/class/{quote(view.name)}{view_query(state)}"
+    return f"/class/{quote(view.name)}{view_query(state)}{views.analysis_query(view)}"
 
 
 sync_url(ids.URL_SYNC, ids.URL_SYNC_DONE)

@@ -68,10 +68,26 @@ OPTIONAL_COLUMNS = [
 ]
 
 
+ANALYSIS_TAU_PREFIX = "analysis_tau_"  # spray_dash.data's leaderboard rows: tau of each added analysis
+
+
+def analysis_columns(rows) -> list:
+    """One τ column per analysis added with ``python -m precompute analyse`` (by distance), sortable to rank by it."""
+    names = sorted({key[len(ANALYSIS_TAU_PREFIX):] for row in rows for key in row
+                    if key.startswith(ANALYSIS_TAU_PREFIX)})
+    return [{"field": ANALYSIS_TAU_PREFIX + name, "headerName": f"τ {name}", "width": 130,
+             "filter": "agNumberColumnFilter", "comparator": {"function": "sprayNullsLast"},
+             "valueFormatter": {"function": "params.value == null ? '—' : d3.format('.3f')(params.value)"},
+             "headerTooltip": f"τ of the {name} analysis (the same heatmaps under the {name} distance); "
+                              "sort by it to rank the classes by it, open a class to switch its explorer to it"}
+            for name in names]
+
+
 def columns(rows) -> list:
-    """The leaderboard's columns: the fixed ones, then each optional one some row has a value for."""
-    return COLUMNS + [column for column in OPTIONAL_COLUMNS
-                      if any(row.get(column["field"]) is not None for row in rows)]
+    """The leaderboard's columns: the fixed ones, one τ per added analysis, then each optional one some row
+    has a value for."""
+    return COLUMNS + analysis_columns(rows) + [column for column in OPTIONAL_COLUMNS
+                                               if any(row.get(column["field"]) is not None for row in rows)]
 
 
 #: With several runs served: a link to the compare page for the row's class.

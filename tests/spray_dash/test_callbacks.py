@@ -27,7 +27,7 @@ def test_render_embedding_colours_by_the_chosen_clustering(client, synthetic_run
         client, _output_key(EMBEDDING_OUTPUTS), EMBEDDING_OUTPUTS,
         inputs=[(ids.MAP_SELECT, "value", "tsne"), (ids.SPECTRAL_X, "value", 1), (ids.SPECTRAL_Y, "value", 2),
                 (ids.COLOR_SELECT, "value", "ward"), (ids.K_SELECT, "value", 3)],
-        state=[(ids.CLASS_ID, "data", "c0000"), (ids.SELECTION, "data", {"token": None})])
+        state=[(ids.CLASS_ID, "data", "c0000"), (ids.ANALYSIS, "data", None), (ids.SELECTION, "data", {"token": None})])
     assert status == 200
     response = body["response"]
     figure = response[ids.EMBEDDING]["figure"]
@@ -50,7 +50,7 @@ def test_lasso_selection_becomes_a_mask(app, client, synthetic_run):
         outputs, inputs=[(ids.EMBEDDING, "selectedData", lasso),
                          ({"type": ids.CLUSTER_BUTTON, "index": 0}, "n_clicks", 0),
                          (ids.CLEAR_SELECTION, "n_clicks", 0)],
-        state=[(ids.CLASS_ID, "data", "c0000"), (ids.VIEW_STATE, "data", VIEW)],
+        state=[(ids.CLASS_ID, "data", "c0000"), (ids.ANALYSIS, "data", None), (ids.VIEW_STATE, "data", VIEW)],
         changed=[f"{ids.EMBEDDING}.selectedData"])
     assert status == 200, body
     selection = body["response"][ids.SELECTION]["data"]
@@ -68,7 +68,7 @@ def test_gallery_shows_the_selection(client):
         client, _output_key(outputs), outputs,
         inputs=[(ids.SELECTION, "data", {"token": token, "count": 60, "cluster": None}),
                 (ids.GALLERY_PAGE, "data", 1), (ids.VIEW_STATE, "data", VIEW)],
-        state=[(ids.CLASS_ID, "data", "c0001")])
+        state=[(ids.CLASS_ID, "data", "c0001"), (ids.ANALYSIS, "data", None)])
     assert status == 200
     response = body["response"]
     tiles = response[ids.GALLERY]["children"]

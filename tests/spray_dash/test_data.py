@@ -37,9 +37,9 @@ def test_class_view_is_read_once(app, monkeypatch):
     calls = []
     original = RunStore.arrays
 
-    def counting(self, cid):
+    def counting(self, cid, analysis=None):
         calls.append(cid)
-        return original(self, cid)
+        return original(self, cid, analysis)
 
     monkeypatch.setattr(RunStore, "arrays", counting)
     with app.server.app_context():
