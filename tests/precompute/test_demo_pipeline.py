@@ -96,6 +96,7 @@ def test_evaluate_table_is_the_json_in_markdown(demo_run, capsys):
     for cells in rows:
         entry = planted[cells[0].strip()]
         assert cells[1].strip() == entry["artifact"] and int(cells[2]) == entry["tau_rank"]
-        assert cells[3].strip() == f"{entry['best_f1']:.2f}"
-        assert cells[4].strip() == f"{entry['default_f1']:.2f} ({entry['default_clustering']})"
+        assert int(cells[3]) == entry["separability_rank"]
+        assert cells[4].strip() == f"{entry['best_f1']:.2f}"
+        assert cells[5].strip() == f"{entry['default_f1']:.2f} ({entry['default_clustering']})"
     assert f"Mean τ is {result['mean_tau_planted']:.2f} for planted classes" in lines[mean_line]

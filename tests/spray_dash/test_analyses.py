@@ -8,7 +8,7 @@ import pytest
 from precompute.analyses import add_analysis
 from precompute.store import RunStore
 from spray_dash import data, ids, views
-from tests.spray_dash.conftest import callback_key, post_callback
+from tests.spray_dash.conftest import post_callback
 
 
 def post_single(client, output, inputs, state, changed=()):
