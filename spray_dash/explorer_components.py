@@ -51,9 +51,12 @@ def header(view, rank_row: Optional[dict], neighbours: Tuple[Optional[dict], Opt
     prev_row, next_row = neighbours
     tau, tau_tip = views.tau_text(summary.get("tau"), summary.get("tau_note"))
     ranked = rank_row is not None and rank_row["rank"] is not None
+    primary = view.analyses[0] if view.analyses else view.analysis
+    # the leaderboard ranks by the primary analysis; say so when another one is shown
+    rank_tip = (f"rank by τ of the {primary} analysis" if view.analysis != primary else None) if ranked else tau_tip
     facts = [
-        ("τ", tau, tau_tip),
-        ("rank", f"{rank_row['rank']} / {ranked_count}" if ranked else "—", None if ranked else tau_tip),
+        (f"τ {view.analysis}" if view.analysis != primary else "τ", tau, tau_tip or f"tau of the {view.analysis} analysis"),
+        ("rank", f"{rank_row['rank']} / {ranked_count}" if ranked else "—", rank_tip),
         ("samples", str(view.n), None),
         ("accuracy", "—" if summary.get("accuracy") is None else f"{summary['accuracy']:.1%}", None),
         ("eigengap k", str(summary.get("eigengap_k")), "cluster count suggested by the largest relative eigengap"),

@@ -1,0 +1,76 @@
+"""Several analyses of one run in a real headless Chromium: `analyse` adds one through the CLI, the
+leaderboard shows its τ, and the explorer switches to it with the state in the URL."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+
+from precompute.store import RunStore
+from tests.e2e.conftest import Server, needs_chromium
+
+pytestmark = needs_chromium
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def run_with_cosine(e2e_run, tmp_path_factory):
+    """A copy of the demo run with a cosine analysis of two classes, added by the command line."""
+    out = tmp_path_factory.mktemp("analyses") / "demo"
+    shutil.copytree(e2e_run, out, ignore=shutil.ignore_patterns("experiments", "variants"))
+    done = subprocess.run([sys.executable, "-m", "precompute", "analyse", str(out), "--distance", "cosine",
+                           "--classes", "star,circle", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "cosine: 2 classes analysed" in done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def analyses_server(run_with_cosine, artifacts_dir):
+    server = Server(run_with_cosine)
+    yield server
+    server.stop()
+
+
+def test_explorer_switches_analysis_and_the_url_restores_it(page, analyses_server, run_with_cosine, artifacts_dir):
+    store = RunStore(run_with_cosine)
+    cid = store.id_for_name("star")
+    cosine = store.summary(cid, "cosine")
+    page.goto(analyses_server.url + "/")
+    page.wait_for_selector("#leaderboard .ag-header-cell[col-id=analysis_tau_cosine]")
+    cell = page.inner_text(f"#leaderboard .ag-row[row-id={cid}] [col-id=analysis_tau_cosine]")
+    assert cell == f"{cosine['tau']:.3f}"
+    page.goto(analyses_server.url + "/class/star")
+    page.wait_for_selector(".cluster-button")
+    assert "?" not in page.url or "analysis=" not in page.url
+    page.click("#explorer-analysis-select")
+    page.get_by_role("option", name=f"cosine · τ {cosine['tau']:.3f}").click()
+    page.wait_for_function("new URLSearchParams(location.search).get('analysis') === 'cosine'")
+    page.wait_for_selector(".cluster-button")
+    arrays = store.arrays(cid, "cosine")
+    names = [str(name) for name in arrays["clustering_names"]]
+    family, _, k = cosine["default_clustering"].rpartition("-k")
+    sizes = sorted(np.bincount(arrays["clustering_labels"][names.index(cosine["default_clustering"])]).tolist())
+    page.wait_for_function("document.querySelectorAll('.cluster-button').length === %d" % len(sizes))
+    shown = sorted(int(text) for text in page.eval_on_selector_all(
+        ".cluster-button b", "counts => counts.map(b => b.textContent)"))
+    assert shown == sizes  # the cosine analysis's default clustering, not the primary one's
+    page.locator(".cluster-button").nth(0).click()
+    page.wait_for_function("new URLSearchParams(location.search).get('cluster') !== null")
+    query = parse_qs(urlparse(page.url).query)
+    assert query["analysis"] == ["cosine"] and query["color"] == [family] and query["k"] == [k]
+    page.reload()
+    page.wait_for_selector(".gallery-tile")
+    assert parse_qs(urlparse(page.url).query)["analysis"] == ["cosine"]
+    # the header's tau is the shown analysis's, labelled with its name
+    fact = page.locator(".fact", has_text="cosine")
+    assert fact.locator("b").inner_text() == f"{cosine['tau']:.3f}"
+    page.screenshot(path=str(artifacts_dir / "explorer-analysis.png"), full_page=True)
+    # a class without the cosine analysis shows no switch and ignores the stale parameter
+    page.goto(analyses_server.url + "/class/arrow?analysis=cosine")
+    page.wait_for_selector(".cluster-button")
+    assert not page.locator("#explorer-analysis-select").is_visible()
+    assert page.console_errors == [] and page.console_warnings == []
