@@ -115,7 +115,7 @@ def add_analysis(run_dir: os.PathLike, distance: str, *, classes: Optional[Seque
             name = store.summary(cid)["name"]
             started = time.perf_counter()
             heatmaps = np.asarray(store.heatmaps(cid), dtype=np.float32)
-            result = analyse_heatmaps(heatmaps, config)
+            result = analyse_heatmaps(heatmaps, config, progress=progress)
             extra = _validation_summary(store.arrays(cid), result)
             summary = {**result.summary, **extra, "eigenvalues": [float(v) for v in result.arrays["eigenvalues"]],
                        "config": config.to_dict(),

@@ -181,7 +181,7 @@ class _StageClock:
 
 
 def analyse_heatmaps(heatmaps: np.ndarray, config: AnalysisConfig = AnalysisConfig(),
-                     on_stage: Optional[Callable[[str], None]] = None) -> AnalysisResult:
+                     on_stage: Optional[Callable[[str], None]] = None, progress: bool = False) -> AnalysisResult:
     """Run Algorithm 1's analysis on the heatmaps of one class.
 
     Parameters
@@ -191,6 +191,9 @@ def analyse_heatmaps(heatmaps: np.ndarray, config: AnalysisConfig = AnalysisConf
     config : AnalysisConfig
     on_stage : callable, optional
         Called with each stage's name before it runs (for progress display).
+    progress : bool
+        A progress bar inside the distance stage where it has one (the transport
+        distances' pairs).
 
     Returns
     -------
@@ -224,7 +227,12 @@ def analyse_heatmaps(heatmaps: np.ndarray, config: AnalysisConfig = AnalysisConf
     # Read in float32 chunks (non-finite -> 0): never a float32 copy of the whole class.
     X = heatmaps.reshape(n, -1) if config.pool is None else sum_pool(heatmaps, config.pool)
     neighbors = min(config.neighbors, n - 2)  # small classes: fewer neighbours (noted in the summary)
-    knn = distance(n_neighbors=neighbors).fit(X)
+    if getattr(distance, "spatial", False):  # Wasserstein, GW: clouds on the maps' grid
+        ahead.join()  # the solver forks processes: no import may be under way on another thread
+        grid = heatmaps.shape[1:] if config.pool is None else (config.pool, config.pool)
+        knn = distance(n_neighbors=neighbors, progress=progress, random_state=config.seed).fit(X, shape=grid)
+    else:
+        knn = distance(n_neighbors=neighbors).fit(X)
     del X
     ahead.join()  # before threadpoolctl below looks for the OpenMP runtimes those imports load
     # After the one big product, every stage works on n x q arrays: one thread each, since

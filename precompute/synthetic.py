@@ -3,7 +3,9 @@
 Each map holds a positive "object" blob at a random place and scale, a few weak
 negative blobs and noise, like LRP maps of an object classifier. A planted group
 adds its own fixed pattern (a corner square, a border band), like the artifacts the
-paper found, so a good analysis must isolate it.
+paper found, so a good analysis must isolate it; a posed group (``"posed-mark"``) adds
+the same small mark at a random place, angle, scale and mirroring in each map, which
+only a pose-invariant distance (Gromov-Wasserstein) can group.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["PLANTED_PATTERNS", "SyntheticClass", "synthetic_heatmaps", "write_synthetic_store"]
+__all__ = ["PLANTED_PATTERNS", "POSED_PATTERNS", "SyntheticClass", "synthetic_heatmaps", "write_synthetic_store"]
 
 
 def _corner(size: int) -> np.ndarray:
@@ -31,6 +33,31 @@ def _border(size: int) -> np.ndarray:
 
 
 PLANTED_PATTERNS = {"corner": _corner, "border": _border}
+
+# an asymmetric hook (a long bar, a short foot, a dot): its mirror image and its rotations differ
+_MARK = np.array([[0.0, y] for y in np.linspace(-1.0, 1.0, 9)] + [[x, -1.0] for x in np.linspace(0.25, 0.75, 3)]
+                 + [[0.6, 0.8]])
+
+
+def _posed_mark(size: int, rng: np.random.Generator) -> np.ndarray:
+    """The hook mark at a random place, angle (any), scale (0.7 to 1.4) and mirroring."""
+    angle = rng.uniform(0, 2 * np.pi)
+    scale = size * 0.09 * rng.uniform(0.7, 1.4)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    points = _MARK * np.array([1.0 if rng.random() < 0.5 else -1.0, 1.0])
+    points = points @ rotation.T * scale
+    margin = np.abs(points).max() + 1
+    centre = rng.uniform(margin, size - 1 - margin, 2)
+    pattern = np.zeros((size, size), np.float32)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    spread = max(0.6, size / 64)
+    for y, x in points + centre:
+        pattern += np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * spread**2))
+    return pattern / pattern.max()
+
+
+POSED_PATTERNS = {"posed-mark": _posed_mark}
+"""Planted patterns drawn anew for each map (random place, angle, scale and mirroring)."""
 
 
 @dataclass
@@ -59,7 +86,8 @@ def synthetic_heatmaps(n: int = 1300, size: int = 224, *, groups: Optional[Dict[
     size : int
         Side length.
     groups : dict of str -> float, optional
-        Planted pattern name (see :data:`PLANTED_PATTERNS`) -> fraction of maps; by
+        Planted pattern name (see :data:`PLANTED_PATTERNS` and :data:`POSED_PATTERNS`)
+        -> fraction of maps; by
         default ``{"corner": 0.15}``. Groups do not overlap.
     seed : int
     strength : float
@@ -88,8 +116,12 @@ def synthetic_heatmaps(n: int = 1300, size: int = 224, *, groups: Optional[Dict[
         count = int(round(fraction * n))
         members = order[start: start + count]
         start += count
-        pattern = PLANTED_PATTERNS[name](size)
-        heatmaps[members] += strength * pattern * rng.uniform(0.8, 1.2, (count, 1, 1)).astype(np.float32)
+        if name in POSED_PATTERNS:
+            for member in members:
+                heatmaps[member] += strength * POSED_PATTERNS[name](size, rng) * np.float32(rng.uniform(0.8, 1.2))
+        else:
+            pattern = PLANTED_PATTERNS[name](size)
+            heatmaps[members] += strength * pattern * rng.uniform(0.8, 1.2, (count, 1, 1)).astype(np.float32)
         planted[members] = name
     return SyntheticClass(heatmaps=heatmaps, planted=planted.astype(str))
 

@@ -10,6 +10,9 @@ module             stages                                                       
 =================  ===========================================================  ========================
 ``base``           :class:`Stage`, :class:`MapStage`: the one protocol
 ``distance``       :func:`sum_pool`, :class:`EuclideanKNN`, :class:`CosineKNN`  :data:`DISTANCES`
+``transport``      :class:`WassersteinKNN`, :class:`GromovWassersteinKNN` (POT)  :data:`DISTANCES`
+``clouds``         :func:`relevance_clouds`, their invariant descriptors
+``candidates``     candidate pairs, neighbour descent, kNN from solved pairs
 ``graph``          :func:`knn_affinity`
 ``spectral``       :class:`SpectralEmbedding`, :func:`eigengap_clusters`
 ``cluster``        :class:`KMeansAll`, :class:`WardAll`, :class:`KMeansLeading`  :data:`CLUSTERINGS`,
@@ -41,6 +44,7 @@ from .cluster import (
 )
 from .distance import DISTANCES, CosineKNN, EuclideanKNN, KNNDistance, sum_pool
 from .graph import knn_affinity
+from .transport import GromovWassersteinKNN, TransportKNN, WassersteinKNN
 from .maps import MAPS, TSNEMap, UMAPLearnMap, dense_knn
 from .separability import (
     MIN_TAU_SAMPLES,
@@ -58,6 +62,9 @@ __all__ = [
     "MapStage",
     "fallback_map",
     "DISTANCES",
+    "TransportKNN",
+    "WassersteinKNN",
+    "GromovWassersteinKNN",
     "CLUSTERINGS",
     "DEFAULT_RULES",
     "MAPS",

@@ -140,3 +140,33 @@ def test_analyse_and_evaluate_through_the_cli(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no 'gw' analysis" in err and "analyse" in err and len(err.strip().splitlines()) == 1
     assert main(["analyse", str(tmp_path / "nope"), "--distance", "cosine"]) == 2
+
+
+def test_transport_analyses_through_the_cli(run, tmp_path, capsys):
+    """``analyse --distance gw,wasserstein`` from the stored heatmaps; ``evaluate --analysis gw`` as for any."""
+    import shutil
+
+    from precompute.cli import main
+    from precompute.stages import GromovWassersteinKNN
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    assert main(["analyse", str(copy), "--distance", "gw,wasserstein", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "gw: 3 classes analysed" in err and "wasserstein: 3 classes analysed" in err
+    store = RunStore(copy)
+    cid = store.finished_ids()[0]
+    assert store.analysis_names(cid) == ["euclidean", "gw", "wasserstein"]
+    heatmaps = np.asarray(store.heatmaps(cid), dtype=np.float32)
+    config = store.summary(cid, "gw")["config"]
+    direct = GromovWassersteinKNN(n_neighbors=config["neighbors"], random_state=config["seed"]).fit(
+        heatmaps.reshape(len(heatmaps), -1), shape=heatmaps.shape[1:])
+    np.testing.assert_array_equal(store.arrays(cid, "gw")["knn_indices"], direct.indices_)
+    assert main(["evaluate", str(copy)]) == 0
+    primary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["evaluate", str(copy), "--analysis", "gw"]) == 0
+    gw = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert gw["analysis"] == "gw" and set(gw) == set(primary)
+    for name, entry in primary["classes"].items():
+        assert set(entry) == set(gw["classes"][name])
+        assert gw["classes"][name]["tau"] == pytest.approx(store.summary(store.id_for_name(name), "gw")["tau"])

@@ -48,6 +48,8 @@ def _fit(stage, rng):
     if isinstance(stage, Tau):
         labels = [np.arange(30) % 2, np.arange(30) % 3]
         return stage.fit(X, labels, [2, 3], ["kmeans", "kmeans"]), ["design_", "fisher_", "mask_", "note_", "tau_"]
+    if getattr(stage, "spatial", False):  # Wasserstein, GW: maps on a grid
+        return stage.fit(X, shape=(2, 3)), ["distances_", "indices_", "pairs_", "pair_distances_", "clouds_"]
     return stage.fit(X), ["distances_", "indices_"]
 
 
