@@ -100,8 +100,12 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike, analysis: Optiona
     dict
         ``{"classes": {name: {"tau", "tau_rank", "separability", "separability_rank", "planted",
         "artifact", "best_f1", "best_clustering", "default_f1", "default_clustering", "n",
-        "n_artifact"}}, "mean_tau_planted", "mean_tau_clean", "scores"}``; F1 fields and
-        ``artifact`` are None for clean classes, means None when a group is empty. A class
+        "n_artifact", "artifacts"}}, "mean_tau_planted", "mean_tau_clean", "scores"}``; F1 fields and
+        ``artifact`` are None for clean classes, means None when a group is empty. ``artifact``
+        is the class's most common artifact and the F1 fields score all its artifact samples
+        as one group; ``artifacts`` scores each artifact on its own, ``{name: {"n", "best_f1",
+        "best_clustering", "default_f1"}}`` (empty for a clean class), so a class with two
+        artifacts shows whether each has a cluster of its own. A class
         too small for tau has ``tau`` None and ranks after every class with one.
         ``separability`` is the second truth-free class score, the Fisher separability of
         the default clustering (:func:`precompute.stages.separability.default_separability`,
@@ -158,10 +162,16 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike, analysis: Optiona
             "n": int(len(paths)),
             "n_artifact": int(mask.sum()),
         }
+        entry["artifacts"] = {}
         if planted:
             names, labels = arrays["clustering_names"], arrays["clustering_labels"]
             entry["best_f1"], entry["best_clustering"] = best_cluster(names, labels, mask)
             entry["default_f1"], _ = best_cluster(names, labels, mask, only=default)
+            for artifact in sorted({name for name in carried if name}):  # each artifact's own group
+                own = np.array([name == artifact for name in carried])
+                best_f1, best_name = best_cluster(names, labels, own)
+                entry["artifacts"][artifact] = {"n": int(own.sum()), "best_f1": best_f1, "best_clustering": best_name,
+                                                "default_f1": best_cluster(names, labels, own, only=default)[0]}
             if entry["tau"] is not None:
                 planted_taus.append(entry["tau"])
         elif entry["tau"] is not None:

@@ -25,6 +25,9 @@ def run_with_cosine(e2e_run, tmp_path_factory):
                            "--classes", "star,circle", "--quiet"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "cosine: 2 classes analysed" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "precompute", "analyse", str(out), "--distance", "gw",
+                           "--classes", "star", "--quiet"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "gw: 1 classes analysed" in done.stderr, done.stderr
     return out
 
 
@@ -73,4 +76,28 @@ def test_explorer_switches_analysis_and_the_url_restores_it(page, analyses_serve
     page.goto(analyses_server.url + "/class/arrow?analysis=cosine")
     page.wait_for_selector(".cluster-button")
     assert not page.locator("#explorer-analysis-select").is_visible()
+    assert page.console_errors == [] and page.console_warnings == []
+
+
+def test_a_gw_analysis_opens_from_the_url(page, analyses_server, run_with_cosine, artifacts_dir):
+    """The Gromov-Wasserstein analysis (POT, candidate pairs) is served like any other."""
+    store = RunStore(run_with_cosine)
+    cid = store.id_for_name("star")
+    gw = store.summary(cid, "gw")
+    page.goto(analyses_server.url + "/")
+    page.wait_for_selector("#leaderboard .ag-header-cell[col-id=analysis_tau_gw]")
+    assert page.inner_text(f"#leaderboard .ag-row[row-id={cid}] [col-id=analysis_tau_gw]") == f"{gw['tau']:.3f}"
+    page.goto(analyses_server.url + "/class/star?analysis=gw")
+    arrays = store.arrays(cid, "gw")
+    names = [str(name) for name in arrays["clustering_names"]]
+    sizes = sorted(np.bincount(arrays["clustering_labels"][names.index(gw["default_clustering"])]).tolist())
+    page.wait_for_function("document.querySelectorAll('.cluster-button').length === %d" % len(sizes))
+    shown = sorted(int(text) for text in page.eval_on_selector_all(
+        ".cluster-button b", "counts => counts.map(b => b.textContent)"))
+    assert shown == sizes
+    assert page.locator(".fact", has_text="gw").locator("b").inner_text() == f"{gw['tau']:.3f}"
+    page.locator(".cluster-button").nth(0).click()  # its gallery: the cluster's samples
+    page.wait_for_selector(".gallery-tile")
+    assert parse_qs(urlparse(page.url).query)["analysis"] == ["gw"]
+    page.screenshot(path=str(artifacts_dir / "explorer-gw.png"), full_page=True)
     assert page.console_errors == [] and page.console_warnings == []

@@ -200,3 +200,17 @@ def test_float16_memmap_gives_the_float32_result(tmp_path):
     first, second = analyse_heatmaps(mapped, cfg), analyse_heatmaps(np.asarray(mapped, dtype=np.float32), cfg)
     for name in first.arrays:
         np.testing.assert_array_equal(first.arrays[name], second.arrays[name])
+
+
+def test_the_default_view_isolates_each_of_two_artifacts():
+    """A class with two artifacts (a quarter each): the truth-free default clustering gives each its cluster."""
+    from precompute.evaluate import best_cluster
+
+    data = synthetic_heatmaps(250, 32, groups={"corner": 0.25, "border": 0.25}, seed=1)
+    result = analyse_heatmaps(data.heatmaps, AnalysisConfig(maps=()))
+    names, labels = result.arrays["clustering_names"], result.arrays["clustering_labels"]
+    default = result.summary["default_clustering"]
+    assert result.summary["eigengap_k"] >= 3
+    for group in ("corner", "border"):
+        f1, where = best_cluster(names, labels, data.planted == group, only=default)
+        assert f1 >= 0.9, (group, where)

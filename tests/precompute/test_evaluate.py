@@ -102,3 +102,45 @@ def test_a_truth_file_matching_no_sample_is_an_error_naming_both_sides(tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "none of its 1 paths" in err
     assert "'elsewhere/class_0000/0001.png'" in err and repr(sample) in err
+
+
+def test_evaluate_scores_each_artifact_of_a_class_on_its_own(tmp_path, capsys):
+    """A class with two artifacts: ``artifacts`` has each one's best and default-view F1."""
+    import csv
+
+    from precompute.cli import main
+    from precompute.store import RunStore
+    from precompute.synthetic import write_synthetic_store
+
+    run = tmp_path / "run"
+    write_synthetic_store(run, n_classes=2, n_per_class=40, size=16, planted_every=2, maps=())
+    store = RunStore(run)
+    rows = list(csv.DictReader(open(run / "truth.csv")))
+    planted = [row for row in rows if row["artifact"]]
+    for i, row in enumerate(planted):  # split the planted group into two named artifacts
+        row["artifact"] = "first" if i % 2 else "second"
+    truth = tmp_path / "two.csv"
+    with open(truth, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "class", "artifact"])
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["evaluate", str(run), "--truth", str(truth)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    name = planted[0]["class"]
+    entry = result["classes"][name]
+    assert set(entry["artifacts"]) == {"first", "second"}
+    arrays = store.arrays(store.id_for_name(name))
+    paths = [str(p) for p in arrays["paths"]]
+    default = entry["default_clustering"]
+    names = [str(n) for n in arrays["clustering_names"]]
+    for artifact, figures in entry["artifacts"].items():
+        members = {row["path"] for row in planted if row["artifact"] == artifact}
+        own = np.array([p in members for p in paths])
+        assert figures["n"] == len(members) == own.sum()
+        best = max(brute_f1(labels, own)[0] for labels in arrays["clustering_labels"])
+        assert figures["best_f1"] == pytest.approx(best)
+        assert figures["default_f1"] == pytest.approx(brute_f1(arrays["clustering_labels"][names.index(default)],
+                                                               own)[0])
+        assert figures["best_f1"] < entry["best_f1"]  # half of the group cannot match a whole cluster as well
+    clean = [entry for entry in result["classes"].values() if not entry["planted"]]
+    assert clean and all(entry["artifacts"] == {} for entry in clean)

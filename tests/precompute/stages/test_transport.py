@@ -234,17 +234,17 @@ def test_neighbour_descent_adds_only_new_pairs_of_neighbours_neighbours():
 
 def test_refinement_raises_recall_of_true_gw_neighbours():
     """One round of neighbour descent finds true neighbours that the first candidates missed."""
-    data = synthetic_heatmaps(150, 16, groups={"posed-mark": 0.3, "corner": 0.15}, seed=9)
-    X = data.heatmaps.reshape(150, -1)
+    data = synthetic_heatmaps(100, 16, groups={"posed-mark": 0.3, "corner": 0.15}, seed=9)
+    X = data.heatmaps.reshape(100, -1)
     options = dict(n_neighbors=5, candidates=5, euclidean_candidates=0, random_candidates=1)
     plain = GromovWassersteinKNN(refine=0, **options).fit(X, shape=(16, 16))
     refined = GromovWassersteinKNN(refine=5, **options).fit(X, shape=(16, 16))
-    every = np.stack(np.triu_indices(150, k=1), axis=1)
+    every = np.stack(np.triu_indices(100, k=1), axis=1)
     exact = pair_distances(plain.clouds_, every, "gw", workers=2)
-    truth, _ = knn_from_pairs(every, exact, 150, 5)
+    truth, _ = knn_from_pairs(every, exact, 100, 5)
 
     def recall(knn):
-        return np.mean([len(set(truth[i]) & set(knn.indices_[i])) / 5 for i in range(150)])
+        return np.mean([len(set(truth[i]) & set(knn.indices_[i])) / 5 for i in range(100)])
 
     assert len(refined.pairs_) > len(plain.pairs_)
     assert recall(refined) > recall(plain) + 0.05
