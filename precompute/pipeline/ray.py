@@ -127,7 +127,10 @@ class _ClassAttributor:
 
 def _analyse(buffer, config: RunConfig, label_names: List[str]):
     """A Ray task: :func:`precompute.pipeline.stages.finish_class` of one attributed class (None: too few images)."""
-    return finish_class(buffer, config, label_names)
+    from ..stages.transport import process_limit
+
+    with process_limit(1):  # the task has one CPU: the transport distances solve in it, not in a pool
+        return finish_class(buffer, config, label_names)
 
 
 class _Cluster:

@@ -33,9 +33,11 @@ the cost per class; docs/distances.md has every choice.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -46,7 +48,7 @@ from .clouds import RelevanceClouds, grid_maps, intra_distances, mass_descriptor
 from .distance import DISTANCES, KNNDistance
 
 __all__ = ["SERIAL_PAIRS", "pair_distances", "gw_batch_distances", "TransportKNN", "WassersteinKNN",
-           "GromovWassersteinKNN"]
+           "GromovWassersteinKNN", "process_limit", "default_workers"]
 
 SERIAL_PAIRS = 1500
 """Fewer pairs than this are solved in the calling process (a process pool costs more)."""
@@ -365,6 +367,25 @@ class GromovWassersteinKNN(TransportKNN):
         return super()._solve(clouds, pairs, on_progress)
 
 
+_PROCESS_LIMIT: contextvars.ContextVar = contextvars.ContextVar("transport_process_limit", default=None)
+
+
+@contextlib.contextmanager
+def process_limit(processes: int) -> Iterator[None]:
+    """Solve transport pairs with at most ``processes`` processes inside the body.
+
+    For a caller that was given a CPU budget, such as a Ray task with ``num_cpus=1``
+    (:mod:`precompute.pipeline.ray`), where a pool of one process a core would take the
+    CPUs of the node's other tasks.
+    """
+    token = _PROCESS_LIMIT.set(max(1, int(processes)))
+    try:
+        yield
+    finally:
+        _PROCESS_LIMIT.reset(token)
+
+
 def default_workers() -> int:
-    """Processes the transport distances use by default: the usable cores, at most 4."""
-    return min(4, usable_cores(), os.cpu_count() or 1)
+    """Processes the transport distances use by default: the usable cores, at most 4 (or the :func:`process_limit`)."""
+    limit = _PROCESS_LIMIT.get()
+    return min(4, usable_cores(), os.cpu_count() or 1, limit if limit is not None else 4)

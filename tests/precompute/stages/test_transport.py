@@ -248,3 +248,16 @@ def test_refinement_raises_recall_of_true_gw_neighbours():
 
     assert len(refined.pairs_) > len(plain.pairs_)
     assert recall(refined) > recall(plain) + 0.05
+
+
+def test_a_process_limit_bounds_the_solver_pool():
+    """A Ray task with one CPU solves its pairs in itself (``process_limit(1)``)."""
+    from precompute.stages.transport import default_workers, process_limit
+
+    outside = default_workers()
+    with process_limit(1):
+        assert default_workers() == 1
+        with process_limit(3):
+            assert default_workers() == min(3, outside)
+        assert default_workers() == 1
+    assert default_workers() == outside >= 1
