@@ -32,7 +32,7 @@ from precompute.lab import Artifact, artifact_from_box, artifact_from_entry, pro
 from precompute.store import ExperimentWriter, RunStore, clustering_name, parse_clustering_name
 from precompute.thumbs import encode_rgb, heatmap_rgb
 
-from .selection import encode_mask
+from .selection import encode_mask, selection_medoid
 
 __all__ = [
     "cache",
@@ -45,6 +45,7 @@ __all__ = [
     "class_view",
     "thumbnail",
     "mean_heatmap_image",
+    "medoid_heatmap_image",
     "label_names",
     "run_info",
     "run_name",
@@ -447,14 +448,36 @@ def mean_heatmap_image(cid: str, indices: Sequence[int], size: int = 256) -> byt
     ``indices`` must be a sorted tuple (it is part of the cache key).
     """
     heatmaps = store().heatmaps(cid)
-    idx = np.asarray(indices, dtype=np.int64)
-    if idx.size == 0 or idx.min() < 0 or idx.max() >= len(heatmaps):
-        raise StoreError(f"class {cid}: bad selection")
+    idx = _checked_selection(cid, indices, len(heatmaps))
     total = np.zeros(heatmaps.shape[1:], dtype=np.float64)
     for start in range(0, len(idx), 256):  # bounded memory for big classes
         total += heatmaps[idx[start:start + 256]].astype(np.float32).sum(axis=0)
-    mean = total / len(idx)
-    rgb = heatmap_rgb(mean)
+    return _heatmap_webp(total / len(idx), size)
+
+
+@cache.memoize()
+def medoid_heatmap_image(cid: str, indices: Sequence[int], analysis: str, size: int = 256) -> bytes:
+    """The selection's prototype under a shape analysis (GW): its medoid's heatmap.
+
+    The medoid is the selection's most central sample in that analysis's stored kNN graph
+    (:func:`spray_dash.selection.selection_medoid`). ``indices`` must be a sorted tuple.
+    """
+    arrays = store().arrays(cid, analysis)
+    idx = _checked_selection(cid, indices, len(arrays["knn_indices"]))
+    medoid = selection_medoid(arrays["knn_indices"], arrays["knn_distances"], idx)
+    return _heatmap_webp(np.asarray(store().heatmaps(cid)[medoid], dtype=np.float64), size)
+
+
+def _checked_selection(cid: str, indices: Sequence[int], n: int) -> np.ndarray:
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= n:
+        raise StoreError(f"class {cid}: bad selection")
+    return idx
+
+
+def _heatmap_webp(heatmap: np.ndarray, size: int) -> bytes:
+    """A heatmap coloured like the thumbnails, enlarged crisply when small, as WebP."""
+    rgb = heatmap_rgb(heatmap)
     from PIL import Image
 
     image = Image.fromarray(rgb)

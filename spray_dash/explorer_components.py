@@ -140,8 +140,14 @@ def no_export():
     return html.Span(id=ids.EXPORT_CSV, className="hint", children="export needs a selection")
 
 
-def prototype(url: str):
-    """The selection's mean heatmap, loaded by URL."""
+def prototype(url: str, medoid_of: Optional[str] = None):
+    """The selection's mean heatmap, loaded by URL; or its medoid's under the shape analysis ``medoid_of``."""
+    if medoid_of:
+        return html.Figure(title=f"the selection's most central sample in the {medoid_of} kNN graph: its samples "
+                                 "share a shape at different places, which a mean would smear", children=[
+            html.Img(src=url, alt="heatmap of the selection's medoid", className="prototype-img"),
+            html.Figcaption(f"medoid heatmap ({medoid_of} prototype)"),
+        ])
     return html.Figure(children=[
         html.Img(src=url, alt="mean heatmap of the selection", className="prototype-img"),
         html.Figcaption("mean heatmap (prototype)"),

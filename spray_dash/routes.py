@@ -3,7 +3,8 @@
 * ``/thumb/<class id>/<image|heatmap|mask>/<index>.webp[?run=<name>]``: a stored thumbnail (``mask``: the
   object mask's outline on transparency, where the run has masks) of the primary run or of
   another served run (the compare page);
-* ``/prototype/<class id>.webp?sel=<mask token>``: the mean heatmap of a selection;
+* ``/prototype/<class id>.webp?sel=<mask token>[&analysis=gw]``: the mean heatmap of a
+  selection, or under a shape analysis (GW) its medoid's heatmap;
 * ``/export/<class id>.<csv|json>?sel=<mask token>&clustering=<name>``: a selection's table;
 * ``/artifact/<artifact id>.png``: an artifact of the lab (library or draft);
 * ``/experiment/<experiment id>/<file>``: an experiment's thumbnails;
@@ -28,7 +29,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, abort, request
 
 from precompute.errors import StoreError
-from precompute.store import is_class_id, parse_clustering_name
+from precompute.store import MEDOID_PROTOTYPE_ANALYSES, is_class_id, parse_clustering_name
 
 from . import data
 from .selection import decode_mask, export_csv, export_json, export_rows
@@ -46,9 +47,9 @@ def thumb_url(cid: str, kind: str, index: int, run: Optional[str] = None) -> str
     return f"/thumb/{cid}/{kind}/{int(index)}.webp" + (f"?run={quote(run)}" if run else "")
 
 
-def prototype_url(cid: str, token: str) -> str:
-    """URL of the mean heatmap of a selection."""
-    return f"/prototype/{cid}.webp?sel={token}"
+def prototype_url(cid: str, token: str, analysis: Optional[str] = None) -> str:
+    """URL of a selection's prototype: its mean heatmap, or its medoid's under a shape analysis (``analysis``)."""
+    return f"/prototype/{cid}.webp?sel={token}" + (f"&analysis={quote(analysis)}" if analysis else "")
 
 
 def export_url(cid: str, fmt: str, token: str, clustering: str = "", analysis: Optional[str] = None) -> str:
@@ -103,11 +104,16 @@ def _selection_or_404(cid: str):
 def prototype(cid: str) -> Response:
     _class_or_404(cid)
     _, indices = _selection_or_404(cid)
+    analysis = request.args.get("analysis")
     try:
-        payload = data.mean_heatmap_image(cid, tuple(int(i) for i in indices))
+        if analysis in MEDOID_PROTOTYPE_ANALYSES:  # shapes at any place: the mean would smear them
+            payload = data.medoid_heatmap_image(cid, tuple(int(i) for i in indices), analysis)
+        else:
+            payload = data.mean_heatmap_image(cid, tuple(int(i) for i in indices))
     except StoreError:
         abort(404)
-    return _cached(payload, "image/webp", f"proto-{cid}-{_class_version(cid)}-{request.args.get('sel', '')}")
+    tag = f"proto-{cid}-{_class_version(cid)}-{request.args.get('sel', '')}-{analysis or ''}"
+    return _cached(payload, "image/webp", tag)
 
 
 def _is_clustering_name(text: str) -> bool:

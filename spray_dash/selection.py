@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import numpy as np
 
 __all__ = [
+    "selection_medoid",
     "encode_mask",
     "decode_mask",
     "indices_from_selected_data",
@@ -236,3 +237,36 @@ def export_json(rows: Sequence[Mapping[str, Any]], *, run: str, class_id: str, c
     """JSON text of a selection export; ``run`` is the run's name, never a path on the server."""
     return json.dumps({"run": run, "class_id": class_id, "class": class_name, "count": len(rows),
                        "samples": list(rows)}, indent=1)
+
+
+def selection_medoid(knn_indices: np.ndarray, knn_distances: np.ndarray, indices: Sequence[int]) -> int:
+    """The selection's most central sample in an analysis's kNN graph (its graph medoid).
+
+    The selected sample with the most kNN edges (either way) to other selected samples;
+    ties go to the smaller mean distance to its selected neighbours, then the smaller
+    index. For analyses whose clusters share a shape but not a place (GW), where a mean
+    heatmap smears the shape away, this sample is the prototype.
+
+    Parameters
+    ----------
+    knn_indices : ndarray of int, shape (n, k)
+    knn_distances : ndarray of float, shape (n, k)
+    indices : sequence of int
+        The selection (sample indices, non-empty).
+
+    Returns
+    -------
+    int
+        A sample index from ``indices``.
+    """
+    chosen = np.asarray(indices, dtype=np.int64)
+    n = len(knn_indices)
+    selected = np.zeros(n, dtype=bool)
+    selected[chosen] = True
+    inside = selected[knn_indices[chosen]]  # (m, k): which of each selected sample's neighbours are selected
+    degree = inside.sum(axis=1).astype(np.int64)
+    incoming = np.bincount(knn_indices[chosen][inside], minlength=n)[chosen]
+    distances = np.where(inside, knn_distances[chosen], 0.0).sum(axis=1) / np.maximum(degree, 1)
+    distances = np.where(degree > 0, distances, np.inf)
+    order = np.lexsort((chosen, distances, -(degree + incoming)))
+    return int(chosen[order[0]])

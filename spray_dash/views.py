@@ -394,3 +394,4 @@ def hover_captions(view, label_names: Sequence[str]) -> List[str]:
         captions.append(f"{PurePosixPath(str(view.paths[i])).name}\npredicted {name} "
                         f"({float(view.top_probs[i, 0]):.0%}) · p(true)\u00a0=\u00a0{float(view.true_prob[i]):.3f}")
     return captions
+

@@ -40,6 +40,7 @@ writer   :class:`RunWriter`, :class:`ExperimentWriter`, :class:`ClassAnalysis`
 """
 from .layout import (
     ANALYSIS_RESULT_ARRAYS,
+    MEDOID_PROTOTYPE_ANALYSES,
     ARTIFACTS_DIR,
     CLASS_ARRAYS,
     CLASS_ID_PATTERN,
@@ -85,6 +86,7 @@ from .writer import ClassAnalysis, ExperimentWriter, RunWriter, datetime_now, it
 __all__ = [
     "SCHEMA_VERSION",
     "ANALYSIS_RESULT_ARRAYS",
+    "MEDOID_PROTOTYPE_ANALYSES",
     "ExperimentWriter",
     "new_record_id",
     "datetime_now",

@@ -21,6 +21,7 @@ from ..errors import StoreError
 
 __all__ = [
     "SCHEMA_VERSION", "READABLE_SCHEMA_VERSIONS", "ANALYSES_DIR", "ANALYSIS_RESULT_ARRAYS", "analysis_file",
+    "MEDOID_PROTOTYPE_ANALYSES",
     "MANIFEST", "REPORT", "CLASSES_DIR", "ARTIFACTS_DIR", "ARTIFACT_INDEX", "EXPERIMENTS_DIR",
     "DRAFTS_DIR", "RECORD", "SUMMARY", "ANALYSIS", "HEATMAPS", "CLASS_MASKS", "PERTURBATION", "MASK_ARRAYS", "OPTIONAL_CLASS_ARRAYS",
     "PERTURBATION_ARRAYS", "THUMB_KINDS", "TRUTH", "HOLDOUT_TRUTH",
@@ -97,6 +98,10 @@ CLASS_ARRAYS: Dict[str, str] = {
 # The arrays of analysis.npz that one analysis (one distance) computes; analyses/<name>.npz holds these.
 ANALYSIS_RESULT_ARRAYS: Tuple[str, ...] = ("eigenvalues", "eigenvectors", "knn_indices", "knn_distances",
                                            "clustering_names", "clustering_labels", "fisher", "map_names", "maps")
+
+# Analyses whose clusters share a shape, not a place (Gromov-Wasserstein: any place, angle, mirroring and
+# scale): the mean of their heatmaps smears the shape away, so a selection's prototype is its medoid.
+MEDOID_PROTOTYPE_ANALYSES = frozenset({"gw"})
 
 _ANALYSIS_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 

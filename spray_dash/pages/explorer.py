@@ -16,6 +16,7 @@ import numpy as np
 from dash import ALL, Input, Output, Patch, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from precompute.errors import SprayError
+from precompute.store import MEDOID_PROTOTYPE_ANALYSES
 
 from .. import data, figures, ids, views
 from .. import explorer_components as parts
@@ -254,8 +255,10 @@ def render_gallery(selection, page, stored_view, cid, analysis):
     shown = None if view.analysis == view.analyses[0] else view.analysis
     export = parts.export_links(export_url(cid, "csv", token, clustering, shown),
                                 export_url(cid, "json", token, clustering, shown))
+    medoid_of = view.analysis if view.analysis in MEDOID_PROTOTYPE_ANALYSES else None
+    prototype = parts.prototype(prototype_url(cid, token, medoid_of), medoid_of)
     return tiles, f"{start + 1}–{stop} of {len(indices)} · page {page + 1}/{pages}", page == 0, \
-        page >= pages - 1, parts.prototype(prototype_url(cid, token)), export, summary
+        page >= pages - 1, prototype, export, summary
 
 
 @callback(Output(ids.NAVIGATE_ANALYSIS, "href"), Input(ids.ANALYSIS_SELECT, "value"),

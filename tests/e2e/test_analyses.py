@@ -16,6 +16,14 @@ pytestmark = needs_chromium
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def wait_for_cluster_sizes(page, sizes):
+    """Wait until the cluster buttons show exactly these sizes (in any order)."""
+    page.wait_for_function(
+        "expected => JSON.stringify(Array.from(document.querySelectorAll('.cluster-button b'))"
+        ".map(b => parseInt(b.textContent)).sort((a, b) => a - b)) === JSON.stringify(expected)",
+        arg=sorted(sizes))
+
+
 @pytest.fixture(scope="module")
 def run_with_cosine(e2e_run, tmp_path_factory):
     """A copy of the demo run with a cosine analysis of two classes, added by the command line."""
@@ -57,10 +65,8 @@ def test_explorer_switches_analysis_and_the_url_restores_it(page, analyses_serve
     names = [str(name) for name in arrays["clustering_names"]]
     family, _, k = cosine["default_clustering"].rpartition("-k")
     sizes = sorted(np.bincount(arrays["clustering_labels"][names.index(cosine["default_clustering"])]).tolist())
-    page.wait_for_function("document.querySelectorAll('.cluster-button').length === %d" % len(sizes))
-    shown = sorted(int(text) for text in page.eval_on_selector_all(
-        ".cluster-button b", "counts => counts.map(b => b.textContent)"))
-    assert shown == sizes  # the cosine analysis's default clustering, not the primary one's
+    # the cosine analysis's default clustering, not the primary one's (the old buttons linger a moment)
+    wait_for_cluster_sizes(page, sizes)
     page.locator(".cluster-button").nth(0).click()
     page.wait_for_function("new URLSearchParams(location.search).get('cluster') !== null")
     query = parse_qs(urlparse(page.url).query)
@@ -91,13 +97,15 @@ def test_a_gw_analysis_opens_from_the_url(page, analyses_server, run_with_cosine
     arrays = store.arrays(cid, "gw")
     names = [str(name) for name in arrays["clustering_names"]]
     sizes = sorted(np.bincount(arrays["clustering_labels"][names.index(gw["default_clustering"])]).tolist())
-    page.wait_for_function("document.querySelectorAll('.cluster-button').length === %d" % len(sizes))
-    shown = sorted(int(text) for text in page.eval_on_selector_all(
-        ".cluster-button b", "counts => counts.map(b => b.textContent)"))
-    assert shown == sizes
+    wait_for_cluster_sizes(page, sizes)
     assert page.locator(".fact", has_text="gw").locator("b").inner_text() == f"{gw['tau']:.3f}"
     page.locator(".cluster-button").nth(0).click()  # its gallery: the cluster's samples
     page.wait_for_selector(".gallery-tile")
     assert parse_qs(urlparse(page.url).query)["analysis"] == ["gw"]
+    # the prototype of a GW cluster is its medoid's heatmap (a mean would smear shapes at different places)
+    page.wait_for_function("(() => { const img = document.querySelector('.prototype-img'); "
+                           "return img && img.complete && img.naturalWidth > 0; })()")
+    assert page.inner_text(".prototype figcaption") == "medoid heatmap (gw prototype)"
+    assert "analysis=gw" in page.get_attribute(".prototype-img", "src")
     page.screenshot(path=str(artifacts_dir / "explorer-gw.png"), full_page=True)
     assert page.console_errors == [] and page.console_warnings == []

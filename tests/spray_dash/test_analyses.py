@@ -28,6 +28,8 @@ def run_with_cosine(synthetic_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("analyses") / "run"
     shutil.copytree(synthetic_run, out, ignore=shutil.ignore_patterns("experiments"))
     add_analysis(out, "cosine", progress=False, log=lambda message: None)
+    last = RunStore(out).finished_ids()[-1]  # one class with a GW analysis too (its prototype is a medoid)
+    add_analysis(out, "gw", classes=[last], progress=False, log=lambda message: None)
     return out
 
 
@@ -130,3 +132,37 @@ def test_export_carries_the_cluster_labels_of_the_analysis_shown(app, client, se
         names = [str(name) for name in arrays["clustering_names"]]
         assert found[analysis] == arrays["clustering_labels"][names.index("ward-k5")].tolist()
     assert client.get(f"/export/{cid}.csv?sel={token}&clustering=ward-k5&analysis=gw").status_code == 404
+
+
+def test_a_gw_selection_has_its_medoid_as_prototype(app, client, served):
+    """Under GW (shapes at any place) the prototype is the selection's medoid, not the smeared mean."""
+    from PIL import Image
+    import io
+
+    from spray_dash.routes import prototype_url
+    from spray_dash.selection import encode_mask, selection_medoid
+
+    cid = served.finished_ids()[-1]
+    arrays = served.arrays(cid, "gw")
+    n = len(arrays["knn_indices"])
+    labels = arrays["clustering_labels"][0]
+    chosen = np.flatnonzero(labels == labels[0])
+    token = encode_mask(chosen, n)
+    medoid = selection_medoid(arrays["knn_indices"], arrays["knn_distances"], chosen)
+    assert medoid in chosen
+    with app.server.app_context():
+        expected = data.medoid_heatmap_image(cid, tuple(int(i) for i in chosen), "gw")
+        mean = data.mean_heatmap_image(cid, tuple(int(i) for i in chosen))
+    response = client.get(prototype_url(cid, token, "gw"))
+    assert response.status_code == 200 and response.data == expected != mean
+    assert client.get(prototype_url(cid, token)).data == mean
+    # the medoid's own heatmap, coloured as every heatmap is
+    shown = np.asarray(Image.open(io.BytesIO(response.data)).convert("RGB"), dtype=np.int16)
+    heatmap = np.asarray(served.heatmaps(cid)[medoid], dtype=np.float64)
+    from precompute.thumbs import heatmap_rgb
+
+    reference = heatmap_rgb(heatmap).astype(np.int16)
+    factor = shown.shape[0] // reference.shape[0]
+    assert np.abs(shown[::factor, ::factor] - reference).mean() < 6  # lossy WebP
+    other = next(cid2 for cid2 in served.finished_ids() if "gw" not in served.analysis_names(cid2))
+    assert client.get(prototype_url(other, encode_mask(np.arange(3), n), "gw")).status_code == 404

@@ -116,3 +116,19 @@ def test_exports_hold_the_selection():
     assert {r["run"] for r in parsed} == {"run-1"}
     doc = json.loads(export_json(rows, run="run-1", class_id="c0001", class_name="bee"))
     assert doc["count"] == 2 and doc["samples"][1]["index"] == 4 and doc["run"] == "run-1"
+
+
+def test_selection_medoid_is_the_most_connected_selected_sample():
+    from spray_dash.selection import selection_medoid
+
+    # sample 2 is everybody's neighbour; 5 is not selected although it is central too
+    knn = np.array([[2, 5], [2, 5], [0, 1], [2, 5], [2, 5], [2, 0]])
+    dist = np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 1.0], [1.0, 2.0], [1.0, 2.0], [1.0, 1.0]])
+    assert selection_medoid(knn, dist, [0, 1, 2, 3, 4]) == 2
+    assert selection_medoid(knn, dist, [0, 1, 3, 4]) in (0, 1, 3, 4)
+    # equal degrees: the smaller mean distance to selected neighbours wins, then the smaller index
+    knn = np.array([[1], [0], [3], [2]])
+    dist = np.array([[3.0], [3.0], [1.0], [1.0]])
+    assert selection_medoid(knn, dist, [0, 1, 2, 3]) == 2
+    assert selection_medoid(knn, dist, [0, 1]) == 0
+    assert selection_medoid(knn, dist, [3]) == 3  # a lone sample is its own medoid
