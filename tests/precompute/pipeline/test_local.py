@@ -161,3 +161,20 @@ def test_unknown_composite_fails_before_any_work(dataset, resnet_weights, tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("error: unknown composite 'epsilon_magic'; known: ") and "Traceback" not in err
     assert not out.exists(), "the run directory is not created for a run that cannot start"
+
+
+def test_run_with_a_transport_distance_first_and_another_added(dataset, resnet_weights, tmp_path):
+    """``run --distance gw,wasserstein``: GW is the primary analysis, Wasserstein is added from the stored maps."""
+    data, _ = dataset
+    out = tmp_path / "gw"
+    assert main(["run", "--data", str(data), "--model", "resnet18", "--weights", str(resnet_weights), "--out",
+                 str(out), "--image-size", "32", "--batch-size", "5", "--distance", "gw,wasserstein", *FAST]) == 0
+    store = RunStore(out)
+    assert store.primary_analysis == "gw" and store.manifest["analysis"]["distance"] == "gw"
+    for cid in store.finished_ids():
+        assert store.analysis_names(cid) == ["gw", "wasserstein"]
+        gw, wasserstein = store.arrays(cid), store.arrays(cid, "wasserstein")
+        n = len(gw["paths"])
+        assert gw["knn_indices"].shape == wasserstein["knn_indices"].shape == (n, min(10, n - 2))
+        assert not np.array_equal(gw["knn_indices"], wasserstein["knn_indices"])
+        assert store.summary(cid, "wasserstein")["config"]["distance"] == "wasserstein"

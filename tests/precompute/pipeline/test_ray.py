@@ -113,3 +113,17 @@ def test_the_local_engine_does_not_import_ray(tmp_path):
             f"out={str(tmp_path / 'o')!r}, engine='ray').validate(); "
             "sys.exit('ray' in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
+
+
+def test_ray_engine_runs_a_gw_analysis_as_the_local_engine_does(inputs, ray_session, one_torch_thread):
+    """GW as the primary distance: the Ray analysis tasks (one CPU, ``process_limit(1)``) give the local result."""
+    gw = AnalysisConfig(maps=("tsne",), distance="gw")
+    import dataclasses
+
+    run(dataclasses.replace(_config(inputs, "gw-local", "local"), analysis=gw), **QUIET)
+    run(dataclasses.replace(_config(inputs, "gw-ray", "ray"), analysis=gw), **QUIET)
+    expected, actual = RunStore(inputs[0] / "gw-local"), RunStore(inputs[0] / "gw-ray")
+    assert expected.primary_analysis == actual.primary_analysis == "gw"
+    for cid in expected.finished_ids():
+        for name in ("knn_indices", "knn_distances", "eigenvectors", "clustering_labels"):
+            np.testing.assert_array_equal(actual.arrays(cid)[name], expected.arrays(cid)[name], err_msg=name)
