@@ -317,8 +317,13 @@ def markdown_table(result: Dict[str, Any], accuracy: Optional[float] = None) -> 
               "|---|---|---|---|---|---|"]
     planted = sorted((entry["tau_rank"], name, entry) for name, entry in result["classes"].items() if entry["planted"])
     for rank, name, entry in planted:
-        lines.append(f"| {name} | {entry['artifact']} | {rank} | {entry.get('separability_rank', 'n/a')} | "
+        artifacts = entry.get("artifacts") or {}
+        label = entry["artifact"] if len(artifacts) < 2 else f"{len(artifacts)} artifacts, together"
+        lines.append(f"| {name} | {label} | {rank} | {entry.get('separability_rank', 'n/a')} | "
                      f"{number(entry['best_f1'])} | {number(entry['default_f1'])} ({entry['default_clustering']}) |")
+        if len(artifacts) > 1:  # each artifact on its own: does each have a cluster?
+            lines += [f"| ↳ | {artifact} ({figures['n']}) | | | {number(figures['best_f1'])} | "
+                      f"{number(figures['default_f1'])} |" for artifact, figures in artifacts.items()]
     lines += ["", f"Mean τ is {number(result['mean_tau_planted'])} for planted classes and "
                   f"{number(result['mean_tau_clean'])} for clean ones."]
     scores = result.get("scores") or {}

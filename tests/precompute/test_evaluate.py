@@ -124,9 +124,14 @@ def test_evaluate_scores_each_artifact_of_a_class_on_its_own(tmp_path, capsys):
         writer = csv.DictWriter(handle, fieldnames=["path", "class", "artifact"])
         writer.writeheader()
         writer.writerows(rows)
-    assert main(["evaluate", str(run), "--truth", str(truth)]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(["evaluate", str(run), "--truth", str(truth), "--table"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(printed[-1])
     name = planted[0]["class"]
+    for artifact, figures in result["classes"][name]["artifacts"].items():  # a table row of its own
+        assert (f"| ↳ | {artifact} ({figures['n']}) | | | {figures['best_f1']:.2f} | {figures['default_f1']:.2f} |"
+                in printed)
+    assert any(line.startswith(f"| {name} | 2 artifacts, together |") for line in printed)
     entry = result["classes"][name]
     assert set(entry["artifacts"]) == {"first", "second"}
     arrays = store.arrays(store.id_for_name(name))
