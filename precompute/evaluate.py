@@ -161,8 +161,8 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike, analysis: Optiona
             "default_clustering": default,
             "n": int(len(paths)),
             "n_artifact": int(mask.sum()),
+            "artifacts": {},
         }
-        entry["artifacts"] = {}
         if planted:
             names, labels = arrays["clustering_names"], arrays["clustering_labels"]
             entry["best_f1"], entry["best_clustering"] = best_cluster(names, labels, mask)

@@ -87,8 +87,7 @@ def synthetic_heatmaps(n: int = 1300, size: int = 224, *, groups: Optional[Dict[
         Side length.
     groups : dict of str -> float, optional
         Planted pattern name (see :data:`PLANTED_PATTERNS` and :data:`POSED_PATTERNS`)
-        -> fraction of maps; by
-        default ``{"corner": 0.15}``. Groups do not overlap.
+        -> fraction of maps; by default ``{"corner": 0.15}``. Groups do not overlap.
     seed : int
     strength : float
         Relevance of a planted pattern relative to the object blob's peak.

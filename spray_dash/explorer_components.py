@@ -54,8 +54,9 @@ def header(view, rank_row: Optional[dict], neighbours: Tuple[Optional[dict], Opt
     primary = view.analyses[0] if view.analyses else view.analysis
     # the leaderboard ranks by the primary analysis; say so when another one is shown
     rank_tip = (f"rank by τ of the {primary} analysis" if view.analysis != primary else None) if ranked else tau_tip
+    tau_label = "τ" if view.analysis == primary else f"τ {view.analysis}"
     facts = [
-        (f"τ {view.analysis}" if view.analysis != primary else "τ", tau, tau_tip or f"tau of the {view.analysis} analysis"),
+        (tau_label, tau, tau_tip or f"tau of the {view.analysis} analysis"),
         ("rank", f"{rank_row['rank']} / {ranked_count}" if ranked else "—", rank_tip),
         ("samples", str(view.n), None),
         ("accuracy", "—" if summary.get("accuracy") is None else f"{summary['accuracy']:.1%}", None),

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import ConfigError
 from .distance import KNNDistance
 
-__all__ = ["candidate_pairs", "all_pairs", "EuclideanNeighbours", "neighbours_of_neighbours", "knn_from_pairs"]
+__all__ = ["candidate_pairs", "all_pairs", "euclidean_neighbours", "neighbours_of_neighbours", "knn_from_pairs"]
 
 
 def candidate_pairs(neighbour_lists: List[np.ndarray], n: int, random_candidates: int,
@@ -57,16 +57,14 @@ def all_pairs(n: int) -> np.ndarray:
     return np.stack([rows, cols], axis=1).astype(np.int64)
 
 
-class EuclideanNeighbours:
-    """The ``k`` Euclidean nearest neighbours of the rows of a small array (exact, self excluded)."""
+def euclidean_neighbours(X: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` exact Euclidean nearest neighbours of each row of ``X`` (n, d), self excluded.
 
-    def __init__(self, k: int):
-        self.k = k
-
-    def of(self, X: np.ndarray) -> np.ndarray:
-        """ndarray of int32, shape (n, min(k, n-1))."""
-        k = min(self.k, len(X) - 1)
-        return KNNDistance(n_neighbors=k, workers=1).fit(X).indices_
+    Returns
+    -------
+    ndarray of int32, shape (n, min(k, n-1))
+    """
+    return KNNDistance(n_neighbors=min(k, len(X) - 1), workers=1).fit(X).indices_
 
 
 def neighbours_of_neighbours(indices: np.ndarray, width: int, solved: np.ndarray, n: int) -> np.ndarray:

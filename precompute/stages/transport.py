@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -43,7 +44,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..threads import usable_cores
-from .candidates import EuclideanNeighbours, all_pairs, candidate_pairs, knn_from_pairs, neighbours_of_neighbours
+from .candidates import all_pairs, candidate_pairs, euclidean_neighbours, knn_from_pairs, neighbours_of_neighbours
 from .clouds import RelevanceClouds, grid_maps, intra_distances, mass_descriptors, relevance_clouds, shape_descriptors
 from .distance import DISTANCES, KNNDistance
 
@@ -52,8 +53,6 @@ __all__ = ["SERIAL_PAIRS", "pair_distances", "gw_batch_distances", "TransportKNN
 
 SERIAL_PAIRS = 1500
 """Fewer pairs than this are solved in the calling process (a process pool costs more)."""
-
-
 
 _SHARED: dict = {}
 
@@ -122,8 +121,6 @@ def pair_distances(clouds: RelevanceClouds, pairs: np.ndarray, kind: str, worker
         raise ConfigError(f"unknown transport distance {kind!r}")
     chunks = [pairs[start:start + chunk] for start in range(0, len(pairs), chunk)]
     results: List[np.ndarray] = []
-    import multiprocessing
-
     # a daemonic process (a pool's worker) cannot start processes of its own
     if workers <= 1 or len(pairs) < SERIAL_PAIRS or multiprocessing.current_process().daemon:
         _share(clouds, kind)
@@ -190,8 +187,7 @@ def gw_batch_distances(clouds: RelevanceClouds, pairs: np.ndarray, device: str =
         part = torch.as_tensor(pairs[start:start + batch], device=device)
         result = ot.batch.solve_gromov_batch(C[part[:, 0]], C[part[:, 1]], reg=reg, a=P[part[:, 0]],
                                              b=P[part[:, 1]], max_iter=50, max_iter_inner=50, tol_inner=1e-4)
-        value = result.value
-        out[start:start + len(part)] = np.sqrt(np.clip(value.detach().cpu().numpy(), 0.0, None))
+        out[start:start + len(part)] = np.sqrt(np.clip(result.value.detach().cpu().numpy(), 0.0, None))
         if on_progress:
             on_progress(len(part))
     return out
@@ -241,8 +237,8 @@ class TransportKNN(KNNDistance):
     default_points = 32
 
     def __init__(self, n_neighbors: int = 10, max_points: Optional[int] = None, candidates: int = 20,
-                 euclidean_candidates: int = 5, random_candidates: int = 5, refine: int = 5, workers: Optional[int] = None,
-                 progress: bool = False, random_state: int = 0):
+                 euclidean_candidates: int = 5, random_candidates: int = 5, refine: int = 5,
+                 workers: Optional[int] = None, progress: bool = False, random_state: int = 0):
         self.n_neighbors = n_neighbors
         self.max_points = max_points
         self.candidates = candidates
@@ -267,9 +263,9 @@ class TransportKNN(KNNDistance):
         per_sample = max(self.candidates, k) + self.euclidean_candidates + self.random_candidates
         if n - 1 <= per_sample:
             return all_pairs(n)
-        lists = [EuclideanNeighbours(max(self.candidates, k)).of(self._descriptors(clouds, maps))]
+        lists = [euclidean_neighbours(self._descriptors(clouds, maps), max(self.candidates, k))]
         if self.euclidean_candidates > 0:
-            lists.append(EuclideanNeighbours(self.euclidean_candidates).of(maps.reshape(n, -1)))
+            lists.append(euclidean_neighbours(maps.reshape(n, -1), self.euclidean_candidates))
         return candidate_pairs(lists, n, self.random_candidates, seed=self.random_state)
 
     def fit(self, X: np.ndarray, shape: Optional[Tuple[int, int]] = None) -> "TransportKNN":
@@ -348,8 +344,9 @@ class GromovWassersteinKNN(TransportKNN):
     default_points = 16
 
     def __init__(self, n_neighbors: int = 10, max_points: Optional[int] = None, candidates: int = 20,
-                 euclidean_candidates: int = 5, random_candidates: int = 5, refine: int = 5, workers: Optional[int] = None,
-                 progress: bool = False, random_state: int = 0, backend: str = "cg", device: str = "cpu"):
+                 euclidean_candidates: int = 5, random_candidates: int = 5, refine: int = 5,
+                 workers: Optional[int] = None, progress: bool = False, random_state: int = 0, backend: str = "cg",
+                 device: str = "cpu"):
         super().__init__(n_neighbors=n_neighbors, max_points=max_points, candidates=candidates,
                          euclidean_candidates=euclidean_candidates, random_candidates=random_candidates,
                          refine=refine, workers=workers, progress=progress, random_state=random_state)
@@ -388,4 +385,4 @@ def process_limit(processes: int) -> Iterator[None]:
 def default_workers() -> int:
     """Processes the transport distances use by default: the usable cores, at most 4 (or the :func:`process_limit`)."""
     limit = _PROCESS_LIMIT.get()
-    return min(4, usable_cores(), os.cpu_count() or 1, limit if limit is not None else 4)
+    return min(4, usable_cores(), 4 if limit is None else limit)

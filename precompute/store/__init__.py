@@ -40,12 +40,12 @@ writer   :class:`RunWriter`, :class:`ExperimentWriter`, :class:`ClassAnalysis`
 """
 from .layout import (
     ANALYSIS_RESULT_ARRAYS,
-    MEDOID_PROTOTYPE_ANALYSES,
     ARTIFACTS_DIR,
     CLASS_ARRAYS,
     CLASS_ID_PATTERN,
     CLASS_MASKS,
     MASK_ARRAYS,
+    MEDOID_PROTOTYPE_ANALYSES,
     PERTURBATION,
     PERTURBATION_ARRAYS,
     DEMO_REPORT,

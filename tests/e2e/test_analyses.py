@@ -16,6 +16,21 @@ pytestmark = needs_chromium
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def leaderboard_tau(page, url, cid, analysis):
+    """The text of a class's τ cell for ``analysis`` on the leaderboard."""
+    page.goto(url + "/")
+    page.wait_for_selector(f"#leaderboard .ag-header-cell[col-id=analysis_tau_{analysis}]")
+    return page.inner_text(f"#leaderboard .ag-row[row-id={cid}] [col-id=analysis_tau_{analysis}]")
+
+
+def default_cluster_sizes(store, cid, analysis):
+    """Sorted cluster sizes of the analysis's default clustering, from the store."""
+    arrays = store.arrays(cid, analysis)
+    names = [str(name) for name in arrays["clustering_names"]]
+    labels = arrays["clustering_labels"][names.index(store.summary(cid, analysis)["default_clustering"])]
+    return sorted(np.bincount(labels).tolist())
+
+
 def wait_for_cluster_sizes(page, sizes):
     """Wait until the cluster buttons show exactly these sizes (in any order)."""
     page.wait_for_function(
@@ -50,10 +65,7 @@ def test_explorer_switches_analysis_and_the_url_restores_it(page, analyses_serve
     store = RunStore(run_with_cosine)
     cid = store.id_for_name("star")
     cosine = store.summary(cid, "cosine")
-    page.goto(analyses_server.url + "/")
-    page.wait_for_selector("#leaderboard .ag-header-cell[col-id=analysis_tau_cosine]")
-    cell = page.inner_text(f"#leaderboard .ag-row[row-id={cid}] [col-id=analysis_tau_cosine]")
-    assert cell == f"{cosine['tau']:.3f}"
+    assert leaderboard_tau(page, analyses_server.url, cid, "cosine") == f"{cosine['tau']:.3f}"
     page.goto(analyses_server.url + "/class/star")
     page.wait_for_selector(".cluster-button")
     assert "?" not in page.url or "analysis=" not in page.url
@@ -61,12 +73,9 @@ def test_explorer_switches_analysis_and_the_url_restores_it(page, analyses_serve
     page.get_by_role("option", name=f"cosine · τ {cosine['tau']:.3f}").click()
     page.wait_for_function("new URLSearchParams(location.search).get('analysis') === 'cosine'")
     page.wait_for_selector(".cluster-button")
-    arrays = store.arrays(cid, "cosine")
-    names = [str(name) for name in arrays["clustering_names"]]
     family, _, k = cosine["default_clustering"].rpartition("-k")
-    sizes = sorted(np.bincount(arrays["clustering_labels"][names.index(cosine["default_clustering"])]).tolist())
     # the cosine analysis's default clustering, not the primary one's (the old buttons linger a moment)
-    wait_for_cluster_sizes(page, sizes)
+    wait_for_cluster_sizes(page, default_cluster_sizes(store, cid, "cosine"))
     page.locator(".cluster-button").nth(0).click()
     page.wait_for_function("new URLSearchParams(location.search).get('cluster') !== null")
     query = parse_qs(urlparse(page.url).query)
@@ -90,14 +99,9 @@ def test_a_gw_analysis_opens_from_the_url(page, analyses_server, run_with_cosine
     store = RunStore(run_with_cosine)
     cid = store.id_for_name("star")
     gw = store.summary(cid, "gw")
-    page.goto(analyses_server.url + "/")
-    page.wait_for_selector("#leaderboard .ag-header-cell[col-id=analysis_tau_gw]")
-    assert page.inner_text(f"#leaderboard .ag-row[row-id={cid}] [col-id=analysis_tau_gw]") == f"{gw['tau']:.3f}"
+    assert leaderboard_tau(page, analyses_server.url, cid, "gw") == f"{gw['tau']:.3f}"
     page.goto(analyses_server.url + "/class/star?analysis=gw")
-    arrays = store.arrays(cid, "gw")
-    names = [str(name) for name in arrays["clustering_names"]]
-    sizes = sorted(np.bincount(arrays["clustering_labels"][names.index(gw["default_clustering"])]).tolist())
-    wait_for_cluster_sizes(page, sizes)
+    wait_for_cluster_sizes(page, default_cluster_sizes(store, cid, "gw"))
     assert page.locator(".fact", has_text="gw").locator("b").inner_text() == f"{gw['tau']:.3f}"
     page.locator(".cluster-button").nth(0).click()  # its gallery: the cluster's samples
     page.wait_for_selector(".gallery-tile")
