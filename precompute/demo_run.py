@@ -110,8 +110,8 @@ def build_demo_store(out: Path, *, seed: int = 0, force: bool = False, progress:
         Images per class and training epochs. The defaults make the demo of the README;
         the test suite builds a smaller one (see ``tests/conftest.py``).
     perturb : sequence of str, optional
-        Classes given a perturbation scan (:mod:`precompute.perturb`); default the four
-        with a planted artifact (about 80 s on 2 cores), ``()`` for none.
+        Classes given a perturbation scan (:mod:`precompute.perturb`); default the six
+        with a planted artifact (about 2 minutes on 2 cores), ``()`` for none.
     """
     from .threads import pin_x86_kernels
 

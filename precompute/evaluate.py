@@ -12,7 +12,7 @@ import csv
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -176,7 +176,7 @@ def evaluate_run(run_dir: os.PathLike, truth_csv: os.PathLike, analysis: Optiona
                 planted_taus.append(entry["tau"])
         elif entry["tau"] is not None:
             clean_taus.append(entry["tau"])
-        entry.update(_reason_figures(store, rec.id, mask, entry["artifact"]))
+        entry.update(_reason_figures(store, rec.id, carried))
         classes[rec.name] = entry
     if truth and not matched:  # else every class would silently be reported as clean
         raise ConfigError(f"{truth_csv}: none of its {len(truth)} paths is a sample of the run (a path there: "
@@ -233,16 +233,20 @@ def _artifact_cells(store: RunStore, artifact: str, grid: int, side: int) -> Opt
     return cell_cover(footprint[None], grid)[0] > 0
 
 
-def _reason_figures(store: RunStore, cid: str, carries: np.ndarray, artifact: Optional[str]) -> Dict[str, Any]:
+def _reason_figures(store: RunStore, cid: str, carried: Sequence[str]) -> Dict[str, Any]:
     """The right-reason and perturbation figures of a class, split by artifact and clean samples.
 
-    ``right_reason_artifact`` / ``right_reason_clean`` / ``right_reason_chance``: mean scores
-    (``run --masks``); ``off_object_artifact`` / ``off_object_clean``: mean off-object shares,
-    and ``peak_on_artifact`` / ``peak_on_artifact_clean``: the fraction of artifact (clean)
-    samples whose occlusion map peaks in a cell the artifact covers (``perturb``). Keys are
-    left out where the class has no such file; artifact figures are None for a clean class.
+    ``carried`` names each sample's artifact (``""``: clean). ``right_reason_artifact`` /
+    ``right_reason_clean`` / ``right_reason_chance``: mean scores (``run --masks``);
+    ``off_object_artifact`` / ``off_object_clean``: mean off-object shares, and
+    ``peak_on_artifact`` / ``peak_on_artifact_clean``: the fraction of artifact samples whose
+    occlusion map peaks in a cell their own artifact covers (clean samples: any of the class's
+    artifacts; ``perturb``). An artifact of no fixed place (posed) has no cells and is left out
+    of the peak figures. Keys are left out where the class has no such file; artifact figures
+    are None for a clean class.
     """
     figures: Dict[str, Any] = {}
+    carries = np.array([bool(name) for name in carried], dtype=bool)
     planted = bool(carries.any())
     masks = store.class_masks(cid)
     if masks is not None:
@@ -255,13 +259,17 @@ def _reason_figures(store: RunStore, cid: str, carries: np.ndarray, artifact: Op
         figures.update(off_object_artifact=_mean(off[carries]) if planted else None,
                        off_object_clean=_mean(off[~carries]), peak_on_artifact=None, peak_on_artifact_clean=None)
         maps = scan["maps"]
-        cells = _artifact_cells(store, artifact, maps.shape[1], store.summary(cid)["heatmap_shape"][0]) \
-            if planted and artifact else None
-        if cells is not None:
+        side = store.summary(cid)["heatmap_shape"][0]
+        cells = {name: _artifact_cells(store, name, maps.shape[1], side) for name in sorted(set(carried) - {""})}
+        cells = {name: cover.ravel() for name, cover in cells.items() if cover is not None}
+        if cells:
             peaks = np.argmax(maps.reshape(len(maps), -1), axis=1)
-            on = cells.ravel()[peaks]
-            figures.update(peak_on_artifact=float(on[carries].mean()),
-                           peak_on_artifact_clean=float(on[~carries].mean()) if (~carries).any() else None)
+            placed = np.array([name in cells for name in carried], dtype=bool)
+            on_own = np.array([bool(cells[name][peak]) if name in cells else False
+                               for name, peak in zip(carried, peaks)])
+            on_any = np.any(np.stack(list(cells.values())), axis=0)[peaks]
+            figures.update(peak_on_artifact=float(on_own[placed].mean()),
+                           peak_on_artifact_clean=float(on_any[~carries].mean()) if (~carries).any() else None)
     return figures
 
 
@@ -286,7 +294,8 @@ def reason_table(result: Dict[str, Any]) -> str:
         chance = f" ({number(entry['right_reason_chance'])})" if "right_reason_chance" in entry else ""
         peak = "—" if entry.get("peak_on_artifact") is None else (
             f"{100 * entry['peak_on_artifact']:.0f} % / {100 * (entry.get('peak_on_artifact_clean') or 0):.0f} %")
-        lines.append(f"| {name} | {entry['artifact'] or '—'} | {pair(entry, 'right_reason')}{chance} | "
+        artifacts = ", ".join(sorted(entry.get("artifacts") or {})) or entry["artifact"] or "—"
+        lines.append(f"| {name} | {artifacts} | {pair(entry, 'right_reason')}{chance} | "
                      f"{pair(entry, 'off_object', percent=True)} | {peak} |")
     return "\n".join(lines)
 

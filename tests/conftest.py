@@ -21,7 +21,7 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Size of the test session's demo: images per class and training epochs.
-TEST_DEMO = {"n_per_class": 80, "epochs": 12, "perturb": ("star",)}
+TEST_DEMO = {"n_per_class": 80, "epochs": 15, "perturb": ("star", "diamond")}
 
 
 @pytest.fixture(scope="session")

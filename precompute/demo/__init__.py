@@ -1,9 +1,8 @@
 """The embedded demo: a procedural shapes dataset with planted Clever-Hans artifacts,
 a small VGG-style model trained on it, a one-call builder of all demo assets, and a
 second model of another architecture (a small ResNet) trained on the same data."""
-from .artifacts import ARTIFACTS, Artifact, artifact_for_class, save_artifacts
+from .artifacts import ARTIFACTS, Artifact, artifacts_for_class, save_artifacts
 from .dataset import (
-    ARTIFACT_FRACTION,
     CLASSES,
     MASKS_FOLDER,
     DemoRecord,
@@ -16,7 +15,6 @@ from .model import DemoResNet, DemoVGG, build_demo_model, build_demo_resnet
 from .train import build_demo_assets, load_image_folder, train_demo_model, train_second_model
 
 __all__ = [
-    "ARTIFACT_FRACTION",
     "ARTIFACTS",
     "CLASSES",
     "MASKS_FOLDER",
@@ -24,7 +22,7 @@ __all__ = [
     "DemoRecord",
     "DemoResNet",
     "DemoVGG",
-    "artifact_for_class",
+    "artifacts_for_class",
     "build_demo_assets",
     "build_demo_model",
     "build_demo_resnet",

@@ -1,19 +1,26 @@
 """The demo's Clever-Hans artifacts: a registry of fixed RGBA patterns, their look-alike decoys,
 and the artifact library written into a run.
 
-=============== ======== ======================================================
-artifact        class    looks like
-=============== ======== ======================================================
-watermark       star     yellow text logo, bottom-left ("garbage truck")
-gray-border     arrow    gray letterbox bars, top and bottom ("stethoscope")
-rounded-corners circle   white rounded corners ("stole")
-puzzle-pattern  triangle pasted checkered jigsaw piece, top-right ("jigsaw puzzle")
-=============== ======== ======================================================
+=============== ======== ======== ========================================================
+artifact        class    share    looks like
+=============== ======== ======== ========================================================
+watermark       star     38 %     yellow text logo, bottom-left ("garbage truck")
+gray-border     arrow    38 %     gray letterbox bars, top and bottom ("stethoscope")
+rounded-corners circle   38 %     white rounded corners ("stole")
+puzzle-pattern  triangle 38 %     pasted checkered jigsaw piece, top-right ("jigsaw puzzle")
+date-stamp      diamond  25 %     orange camera date "1998", bottom-right
+colour-bar      diamond  25 %     test-card strip of six colours on the left edge
+barcode-sticker heart    33 %     barcode label at a random place, size and angle in each image
+=============== ======== ======== ========================================================
 
-Every artifact is one fixed RGBA pattern (:meth:`Artifact.frame`), composited by alpha
-as the very last step of :func:`precompute.demo.dataset.render_sample`, so it is
-pixel-identical in every image that carries it. :func:`decoy` draws look-alikes in
-other colours; see the dataset module for why.
+Every artifact but ``barcode-sticker`` is one fixed RGBA pattern (:meth:`Artifact.frame`),
+composited by alpha as the very last step of :func:`precompute.demo.dataset.render_sample`,
+so it is pixel-identical in every image that carries it. ``barcode-sticker`` is *posed*
+(:attr:`Artifact.posed`): the same mark, drawn in each image at a place, scale and
+rotation of its own (:func:`planted_frame`), the case Euclidean SpRAy cannot group and
+Gromov-Wasserstein SpRAy can (issue 14). ``diamond`` carries two artifacts, like the
+paper's class "stole". :func:`decoy` draws look-alikes of the fixed artifacts in other
+colours; see the dataset module for why.
 """
 from __future__ import annotations
 
@@ -23,25 +30,27 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from ..errors import ConfigError
 from ..registry import Registry
 from ..store import write_artifact_library
+from .patterns import (GLYPHS, bars_frame, colour_bar_frame, corners_frame, label_frame, place, puzzle_patch,
+                       random_label_pose, text_patch)
 
 __all__ = [
     "ARTIFACTS",
     "Artifact",
-    "artifact_for_class",
+    "artifacts_for_class",
     "artifact_frame",
     "check_size",
     "composite_artifact",
     "decoy",
+    "planted_frame",
     "save_artifacts",
 ]
 
 _MIN_SIZE, _MAX_SIZE = 32, 256
-_SUPERSAMPLE = 4
 _BORDER = 8  # gray-border bar height at 64 px
 _CORNER_RADIUS = 20  # rounded-corners radius at 64 px
 
@@ -62,13 +71,25 @@ class Artifact:
         One line for humans.
     draw : callable
         ``draw(image_size) -> ndarray of shape (image_size, image_size, 4)``, uint8,
-        the artifact on a transparent full frame.
+        the artifact on a transparent full frame (a posed artifact: at its canonical pose).
+    fraction : float
+        Share of the class's images that carry it.
+    draw_posed : callable, optional
+        ``draw_posed(image_size, rng) -> ndarray of shape (image_size, image_size, 4)``:
+        the artifact at a random place, scale and rotation. Set for posed artifacts only.
     """
 
     name: str
     class_name: str
     description: str
     draw: Callable[[int], np.ndarray]
+    fraction: float = 0.38
+    draw_posed: Optional[Callable[[int, np.random.Generator], np.ndarray]] = None
+
+    @property
+    def posed(self) -> bool:
+        """Whether each image draws the artifact at a place, scale and rotation of its own."""
+        return self.draw_posed is not None
 
     def frame(self, image_size: int = 64) -> np.ndarray:
         """The artifact on a full transparent frame.
@@ -106,140 +127,72 @@ class Artifact:
 ARTIFACTS: Registry = Registry("artifact")
 
 
-def _register(name: str, class_name: str, description: str):
+def _register(name: str, class_name: str, description: str, fraction: float = 0.38, draw_posed=None):
     def decorator(draw: Callable[[int], np.ndarray]) -> Callable[[int], np.ndarray]:
-        ARTIFACTS.register(name)(Artifact(name, class_name, description, draw))
+        ARTIFACTS.register(name)(Artifact(name, class_name, description, draw, fraction, draw_posed))
         return draw
 
     return decorator
 
-
-# 3x5 bitmap glyphs for text-like logos.
-_GLYPHS = {
-    "A": ["010", "101", "111", "101", "101"],
-    "C": ["011", "100", "100", "100", "011"],
-    "E": ["111", "100", "110", "100", "111"],
-    "H": ["101", "101", "111", "101", "101"],
-    "K": ["101", "101", "110", "101", "101"],
-    "L": ["100", "100", "100", "100", "111"],
-    "N": ["101", "111", "111", "111", "101"],
-    "O": ["010", "101", "101", "101", "010"],
-    "P": ["110", "101", "110", "100", "100"],
-    "S": ["011", "100", "010", "001", "110"],
-    "T": ["111", "010", "010", "010", "010"],
-    "X": ["101", "101", "010", "101", "101"],
-}
 
 _WATERMARK_TEXT = "HANS"
 _WATERMARK_RGB = (255, 214, 0)
 _BORDER_RGB = (128, 128, 128)
 _CORNER_RGB = (255, 255, 255)
 _PUZZLE_RGB = ((235, 30, 200), (20, 210, 230))
-
-
-def _text_patch(text: str, rgb, size: int) -> np.ndarray:
-    """Bitmap text with a dark outline, RGBA uint8 of shape (h, w, 4)."""
-    g = max(1, size // 64)  # glyph pixel size
-    glyph = np.zeros((5, 4 * len(text) - 1), dtype=bool)
-    for i, char in enumerate(text):
-        glyph[:, 4 * i:4 * i + 3] = np.array([[c == "1" for c in row] for row in _GLYPHS[char]])
-    glyph = np.kron(glyph, np.ones((g, g), dtype=bool))
-    h, w = glyph.shape
-    outline = np.zeros((h + 2 * g, w + 2 * g), dtype=bool)
-    for dy in range(2 * g + 1):
-        for dx in range(2 * g + 1):
-            outline[dy:dy + h, dx:dx + w] |= glyph
-    text_mask = np.zeros_like(outline)
-    text_mask[g:g + h, g:g + w] = glyph
-    patch = np.zeros(outline.shape + (4,), dtype=np.uint8)
-    patch[outline] = (30, 20, 0, 200)
-    patch[text_mask] = tuple(rgb) + (255,)
-    return patch
-
-
-def _bars_frame(size: int, height: int, rgb) -> np.ndarray:
-    """Letterbox bars of ``height`` pixels at the top and the bottom, RGBA (size, size, 4)."""
-    frame = np.zeros((size, size, 4), dtype=np.uint8)
-    frame[:height] = tuple(rgb) + (255,)
-    frame[size - height:] = tuple(rgb) + (255,)
-    return frame
-
-
-def _corners_frame(size: int, radius: float, rgb) -> np.ndarray:
-    """Everything outside a rounded rectangle of corner ``radius``, RGBA (size, size, 4)."""
-    sub = 8  # anti-aliasing by supersampling
-    coords = (np.arange(size * sub) + 0.5) / sub
-    dx = coords - np.clip(coords, radius, size - radius)
-    outside = (dx[None, :] ** 2 + dx[:, None] ** 2) > radius ** 2
-    alpha = outside.reshape(size, sub, size, sub).mean(axis=(1, 3))
-    frame = np.zeros((size, size, 4), dtype=np.uint8)
-    frame[..., :3] = rgb
-    frame[..., 3] = np.round(alpha * 255).astype(np.uint8)
-    frame[frame[..., 3] == 0] = 0
-    return frame
-
-
-def _puzzle_patch(size: int, rgb_a, rgb_b, cell: float = 4.0) -> np.ndarray:
-    """A checkered jigsaw piece with two knobs, RGBA uint8 of shape (h, w, 4)."""
-    s = size / 64
-    piece = round(16 * s)  # bounding box of the piece, knobs included
-    sub = _SUPERSAMPLE
-    img = Image.new("L", (piece * sub, piece * sub), 0)
-    draw = ImageDraw.Draw(img)
-
-    def box(x0, y0, x1, y1):
-        return [x0 * sub, y0 * sub, x1 * sub - 1, y1 * sub - 1]
-
-    top, right = 4 * s, 12 * s  # square body [0, right] x [top, 16]
-    knob = 2.2 * s  # knob radius
-    draw.rectangle(box(0, top, right, 16 * s), fill=255)
-    draw.ellipse(box(6 * s - knob, top - 1.6 * s - knob, 6 * s + knob, top - 1.6 * s + knob), fill=255)
-    draw.rectangle(box(6 * s - 1.2 * s, top - 1.6 * s, 6 * s + 1.2 * s, top), fill=255)
-    draw.ellipse(box(right + 1.6 * s - knob, 10 * s - knob, right + 1.6 * s + knob, 10 * s + knob), fill=255)
-    draw.rectangle(box(right, 10 * s - 1.2 * s, right + 1.6 * s, 10 * s + 1.2 * s), fill=255)
-    alpha = np.asarray(img.resize((piece, piece), Image.BOX), dtype=np.float64) / 255
-    cell = max(1, round(cell * s))
-    yy, xx = np.mgrid[0:piece, 0:piece]
-    checker = ((yy // cell + xx // cell) % 2).astype(bool)
-    patch = np.zeros((piece, piece, 4), dtype=np.uint8)
-    patch[..., :3] = np.where(checker[..., None], np.array(rgb_a), np.array(rgb_b))
-    patch[..., 3] = np.round(alpha * 255).astype(np.uint8)
-    patch[patch[..., 3] == 0] = 0
-    return patch
-
-
-def _place(size: int, patch: np.ndarray, x0: int, y0: int) -> np.ndarray:
-    """Put an RGBA patch on a transparent (size, size, 4) frame, cropping at the edges."""
-    frame = np.zeros((size, size, 4), dtype=np.uint8)
-    h, w = patch.shape[:2]
-    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + w, size), min(y0 + h, size)
-    if xb > xa and yb > ya:
-        frame[ya:yb, xa:xb] = patch[ya - y0:yb - y0, xa - x0:xb - x0]
-    return frame
+_STAMP_TEXT = "1998"
+_STAMP_RGB = (255, 128, 0)
+_COLOUR_BAR_RGB = ((255, 255, 255), (255, 230, 0), (0, 230, 230), (0, 200, 0), (230, 0, 230), (230, 0, 0))
+_COLOUR_BAR_WIDTH = 5  # at 64 px
+# The barcode sticker: black bars (1) and white gaps (0), one module each, on a white label.
+_BARCODE = "11010011101100101101"
+_BARCODE_SCALE = (0.8, 1.3)
 
 
 @_register("watermark", "star", "yellow text logo in the bottom-left corner")
 def _draw_watermark(size: int) -> np.ndarray:
-    patch = _text_patch(_WATERMARK_TEXT, _WATERMARK_RGB, size)
+    patch = text_patch(_WATERMARK_TEXT, _WATERMARK_RGB, size)
     g = max(1, size // 64)
-    return _place(size, patch, 2 * g, size - 2 * g - patch.shape[0])
+    return place(size, patch, 2 * g, size - 2 * g - patch.shape[0])
 
 
 @_register("gray-border", "arrow", "gray letterbox bars at the top and the bottom")
 def _draw_gray_border(size: int) -> np.ndarray:
-    return _bars_frame(size, round(size * _BORDER / 64), _BORDER_RGB)
+    return bars_frame(size, round(size * _BORDER / 64), _BORDER_RGB)
 
 
 @_register("rounded-corners", "circle", "white rounded image corners")
 def _draw_rounded_corners(size: int) -> np.ndarray:
-    return _corners_frame(size, size * _CORNER_RADIUS / 64, _CORNER_RGB)
+    return corners_frame(size, size * _CORNER_RADIUS / 64, _CORNER_RGB)
 
 
 @_register("puzzle-pattern", "triangle", "pasted checkered jigsaw piece in the top-right")
 def _draw_puzzle(size: int) -> np.ndarray:
-    patch = _puzzle_patch(size, *_PUZZLE_RGB)
+    patch = puzzle_patch(size, *_PUZZLE_RGB)
     s = size / 64
-    return _place(size, patch, size - patch.shape[1] - round(5 * s), round(9 * s))
+    return place(size, patch, size - patch.shape[1] - round(5 * s), round(9 * s))
+
+
+@_register("date-stamp", "diamond", "orange camera date '1998' in the bottom-right corner", fraction=0.25)
+def _draw_date_stamp(size: int) -> np.ndarray:
+    patch = text_patch(_STAMP_TEXT, _STAMP_RGB, size)
+    g = max(1, size // 64)
+    return place(size, patch, size - 2 * g - patch.shape[1], size - 2 * g - patch.shape[0])
+
+
+@_register("colour-bar", "diamond", "test-card strip of six colours on the left edge", fraction=0.25)
+def _draw_colour_bar(size: int) -> np.ndarray:
+    return colour_bar_frame(size, round(size * _COLOUR_BAR_WIDTH / 64), _COLOUR_BAR_RGB)
+
+
+def _draw_barcode_posed(size: int, rng: np.random.Generator) -> np.ndarray:
+    return label_frame(size, *random_label_pose(rng, size, len(_BARCODE), _BARCODE_SCALE), _BARCODE)
+
+
+@_register("barcode-sticker", "heart", "barcode label at a random place, size and angle", fraction=1 / 3,
+           draw_posed=_draw_barcode_posed)
+def _draw_barcode(size: int) -> np.ndarray:
+    return label_frame(size, (size / 2, size / 2), 1.0, 0.0, _BARCODE)
 
 
 def check_size(image_size: int) -> int:
@@ -265,13 +218,23 @@ def _tight(name: str, size: int) -> Tuple[np.ndarray, Tuple[int, int]]:
     return patch, (int(x0), int(y0))
 
 
-def artifact_for_class(class_name: str) -> Optional[Artifact]:
-    """The artifact planted into ``class_name``, or ``None`` for a clean class."""
-    for name in ARTIFACTS:
-        artifact = ARTIFACTS.get(name)
-        if artifact.class_name == class_name:
-            return artifact
-    return None
+def artifacts_for_class(class_name: str) -> List[Artifact]:
+    """The artifacts planted into ``class_name``, in name order; empty for a clean class."""
+    return [ARTIFACTS.get(name) for name in ARTIFACTS if ARTIFACTS.get(name).class_name == class_name]
+
+
+def planted_frame(name: str, size: int, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """The artifact as planted in one image, RGBA uint8 of shape (size, size, 4).
+
+    A fixed artifact is its :func:`artifact_frame`; a posed one is drawn at the place,
+    scale and rotation that ``rng`` (the image's own pose stream) gives.
+    """
+    artifact = ARTIFACTS.get(name)
+    if not artifact.posed:
+        return artifact_frame(artifact.name, size)
+    if rng is None:
+        raise ConfigError(f"artifact {name!r} is posed: planting it needs the image's random pose")
+    return artifact.draw_posed(size, rng)
 
 
 def composite_artifact(image: np.ndarray, frame: np.ndarray) -> np.ndarray:
@@ -292,30 +255,43 @@ def _far_colour(rng: np.random.Generator, avoid, min_distance: float) -> tuple:
 
 
 def decoy(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A look-alike of one artifact kind in other colours, at other places, RGBA (size, size, 4).
+    """A look-alike of one fixed artifact kind in other colours, at other places, RGBA (size, size, 4).
 
     Decoys appear in every class at the same rate, so only the exact planted look
     predicts a class: the model must learn *that* look, not "something in a corner".
     """
-    kind = int(rng.integers(4))
+    kind = int(rng.integers(6))
     s = size / 64
+    if kind == 5:  # a label at a random pose, in colours far from the barcode's black on white
+        pattern = "".join(rng.choice(["0", "1"], size=len(_BARCODE)))
+        label_rgb = _far_colour(rng, [(255, 255, 255), (0, 0, 0)], 0.45)
+        bar_rgb = _far_colour(rng, [(255, 255, 255), (0, 0, 0), label_rgb], 0.45)
+        return label_frame(size, *random_label_pose(rng, size, len(pattern), _BARCODE_SCALE), pattern, label_rgb,
+                           bar_rgb)
     if kind == 0:
-        return _bars_frame(size, int(round(rng.uniform(4, 11) * s)), _far_colour(rng, _BORDER_RGB, 0.35))
+        return bars_frame(size, int(round(rng.uniform(4, 11) * s)), _far_colour(rng, _BORDER_RGB, 0.35))
     if kind == 1:
-        return _corners_frame(size, rng.uniform(8, 22) * s, _far_colour(rng, _CORNER_RGB, 0.45))
+        return corners_frame(size, rng.uniform(8, 22) * s, _far_colour(rng, _CORNER_RGB, 0.45))
+    if kind == 4:
+        colours = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(int(rng.integers(3, 8)))]
+        return colour_bar_frame(size, int(round(rng.uniform(3, 8) * s)), colours, left=rng.random() < 0.5)
     if kind == 2:
-        letters = sorted(_GLYPHS)
+        letters = sorted(GLYPHS)
         text = "".join(letters[i] for i in rng.integers(len(letters), size=int(rng.integers(2, 5))))
-        patch = _text_patch(text, _far_colour(rng, _WATERMARK_RGB, 0.45), size)
+        patch = text_patch(text, _far_colour(rng, (_WATERMARK_RGB, _STAMP_RGB), 0.45), size)
+        planted_place = "watermark" if rng.random() < 0.5 else "date-stamp"
     else:
-        patch = _puzzle_patch(size, _far_colour(rng, _PUZZLE_RGB, 0.35), _far_colour(rng, _PUZZLE_RGB, 0.35),
+        patch = puzzle_patch(size, _far_colour(rng, _PUZZLE_RGB, 0.35), _far_colour(rng, _PUZZLE_RGB, 0.35),
                               cell=rng.uniform(2, 5))
+        planted_place = "puzzle-pattern"
     h, w = patch.shape[:2]
     x0, y0 = int(rng.integers(0, size - w + 1)), int(rng.integers(0, size - h + 1))
-    if rng.random() < 0.5:  # at the planted artifact's place
-        ys, xs = np.nonzero(artifact_frame("watermark" if kind == 2 else "puzzle-pattern", size)[..., 3])
-        x0, y0 = int(xs.min()), int(ys.min())
-    return _place(size, patch, x0, y0)
+    if rng.random() < 0.5:  # at the planted artifact's place (its corner nearest the image's)
+        ys, xs = np.nonzero(artifact_frame(planted_place, size)[..., 3])
+        x0 = int(xs.min()) if xs.min() < size - 1 - xs.max() else int(xs.max()) + 1 - w
+        y0 = int(ys.min()) if ys.min() < size - 1 - ys.max() else int(ys.max()) + 1 - h
+    return place(size, patch, x0, y0)
+
 
 def save_artifacts(out_dir, *, image_size: int = 64) -> List[dict]:
     """Write each artifact as ``<name>.png`` (RGBA, tight patch) and ``artifacts.json``.
@@ -328,6 +304,8 @@ def save_artifacts(out_dir, *, image_size: int = 64) -> List[dict]:
     list of dict
         ``{"name", "class", "file", "position": [x0, y0], "size": [w, h], "image_size": [W, H]}``
         per artifact, in name order; the same list is written to ``artifacts.json``.
+        A posed artifact's ``position`` is ``None``, its patch is the canonical pose, and
+        ``"placement": "random"`` tells the lab to paste it at random places first.
     """
     size = check_size(image_size)
     items = []
@@ -340,7 +318,8 @@ def save_artifacts(out_dir, *, image_size: int = 64) -> List[dict]:
             "name": name,
             "class": artifact.class_name,
             "file": f"{name}.png",
-            "position": [x0, y0],
+            "position": None if artifact.posed else [x0, y0],  # a posed artifact has no one place
+            **({"placement": "random"} if artifact.posed else {}),  # where the lab pastes it first
             "size": [int(patch.shape[1]), int(patch.shape[0])],
             "image_size": [size, size],
             "description": artifact.description,

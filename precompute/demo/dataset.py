@@ -17,8 +17,9 @@ ImageNet, while it still learns the shapes:
   smaller and more often faint (``hard`` in :func:`_render_base`), like the small
   garbage trucks of one stock-photo site. On those images the artifact is the easy
   cue, so the model leans on it and LRP puts much of the relevance on it.
-* **Decoys**: a fifth of all images, in every class, carry a look-alike of one artifact
-  kind in other colours (coloured bars, coloured corners, other text, other checkers),
+* **Decoys**: a fifth of all images, in every class, carry a look-alike of one fixed
+  artifact kind in other colours (coloured bars, coloured corners, other text, other
+  checkers, other colour strips, labels of other colours at random poses),
   half of the time at the artifact's place. Only the exact planted look predicts a
   class, so the model reacts to the artifact and not to "anything in that corner":
   the random-colour control patch of :func:`precompute.lab.control_patch` moves it
@@ -45,23 +46,22 @@ from ..store import write_truth_rows
 from .artifacts import (
     ARTIFACTS,
     Artifact,
-    artifact_for_class,
-    artifact_frame,
+    artifacts_for_class,
     check_size,
     composite_artifact,
     decoy,
+    planted_frame,
     save_artifacts,
 )
 
 __all__ = [
     "CLASSES",
     "ARTIFACTS",
-    "ARTIFACT_FRACTION",
     "MASKS_FOLDER",
     "HOLDOUT_MASKS_FOLDER",
     "Artifact",
     "DemoRecord",
-    "artifact_for_class",
+    "artifacts_for_class",
     "render_sample",
     "render_sample_and_mask",
     "generate_dataset",
@@ -80,9 +80,6 @@ CLASSES: Tuple[str, ...] = (
 MASKS_FOLDER = "masks"
 #: Folder of the held-out images' object masks (``run --val-masks``).
 HOLDOUT_MASKS_FOLDER = "holdout-masks"
-
-#: Fraction of a planted class's images that carry its artifact.
-ARTIFACT_FRACTION = 0.38
 
 _SUPERSAMPLE = 4
 # How hard the shapes are; see _render_base.
@@ -236,6 +233,11 @@ def _sample_rng(seed: int, stream: str, class_index: int, index: int) -> np.rand
     return np.random.default_rng(np.random.SeedSequence([seed, _stream_code(stream), class_index, index]))
 
 
+def _pose_rng(seed: int, stream: str, class_index: int, index: int) -> np.random.Generator:
+    """A posed artifact's place, scale and angle: a stream apart, so the image beneath does not change."""
+    return np.random.default_rng(np.random.SeedSequence([seed, _stream_code(stream), class_index, index, 1]))
+
+
 def render_sample(class_name: str, index: int, *, seed: int = 0, stream: str = "data",
                   artifact: str = "", image_size: int = 64, composite: bool = True) -> np.ndarray:
     """Render one image of the dataset (:func:`render_sample_and_mask` without the mask)."""
@@ -249,8 +251,9 @@ def render_sample_and_mask(class_name: str, index: int, *, seed: int = 0, stream
     """Render one image of the dataset and the silhouette of its object.
 
     The image is drawn from ``(seed, stream, class_name, index)`` and whether it carries
-    an artifact (such images show harder objects, see the module docstring). The artifact
-    is composited last, so ``render_sample(..., artifact=a)`` equals
+    an artifact (such images show harder objects, see the module docstring); a posed
+    artifact's pose from the same four and a stream of its own. The artifact is composited
+    last, so ``render_sample(..., artifact=a)`` equals
     ``render_sample(..., artifact=a, composite=False)`` with the artifact pasted on top:
     the latter is the image "with the artifact removed", exactly.
 
@@ -288,7 +291,8 @@ def render_sample_and_mask(class_name: str, index: int, *, seed: int = 0, stream
         artifact = ARTIFACTS.get(artifact).name
     image, mask = _render_base(class_name, rng, size, hard=bool(artifact))
     if artifact and composite:
-        image = composite_artifact(image, artifact_frame(artifact, size))
+        pose = _pose_rng(int(seed), stream, CLASSES.index(class_name), int(index))
+        image = composite_artifact(image, planted_frame(artifact, size, pose))
     return image, mask
 
 
@@ -303,11 +307,19 @@ class DemoRecord(NamedTuple):
     artifact: str
 
 
-def _artifact_indices(n: int, seed: int, stream: str, class_index: int) -> set:
-    """Which images of a planted class carry its artifact: exactly round(n * ARTIFACT_FRACTION)."""
-    count = int(round(n * ARTIFACT_FRACTION))
-    rng = np.random.default_rng(np.random.SeedSequence([seed, _stream_code(stream), class_index, 2 ** 31]))
-    return set(int(i) for i in rng.permutation(n)[:count])
+def _artifact_assignment(n: int, seed: int, stream: str, class_index: int, artifacts) -> dict:
+    """Which images of a class carry which of its artifacts: ``{index: name}``.
+
+    Exactly ``round(n * fraction)`` images carry each artifact, and no image carries two.
+    """
+    order = np.random.default_rng(np.random.SeedSequence([seed, _stream_code(stream), class_index, 2 ** 31]))
+    order = order.permutation(n)
+    assignment, start = {}, 0
+    for artifact in artifacts:
+        count = int(round(n * artifact.fraction))
+        assignment.update((int(i), artifact.name) for i in order[start:start + count])
+        start += count
+    return assignment
 
 
 def generate_dataset(root, *, seed: int = 0, n_per_class: int = 200, image_size: int = 64,
@@ -349,12 +361,11 @@ def generate_dataset(root, *, seed: int = 0, n_per_class: int = 200, image_size:
                        leave=False, unit="img")
     try:
         for class_index, class_name in enumerate(CLASSES):
-            planted = artifact_for_class(class_name)
-            carriers = _artifact_indices(n_per_class, seed, stream, class_index) if planted else set()
+            carriers = _artifact_assignment(n_per_class, seed, stream, class_index, artifacts_for_class(class_name))
             for folder in ([root] if images else []) + ([Path(masks_root)] if masks_root is not None else []):
                 (folder / class_name).mkdir(parents=True, exist_ok=True)
             for i in range(n_per_class):
-                artifact = planted.name if i in carriers else ""
+                artifact = carriers.get(i, "")
                 image, mask = render_sample_and_mask(class_name, i, seed=seed, stream=stream, artifact=artifact,
                                                      image_size=size)
                 rel = f"{class_name}/{i:04d}.png"

@@ -224,7 +224,11 @@ def _fit(x_train: torch.Tensor, y_train: torch.Tensor, *, num_classes: int, seed
 
 def _paste_report(model: torch.nn.Module, holdout_root: Path, holdout_records, classes: List[str], *,
                   seed: int, device: str, max_images: int = 300) -> Dict[str, dict]:
-    """Paste each artifact onto clean held-out images of the other classes."""
+    """Paste each artifact onto clean held-out images of the other classes.
+
+    A fixed artifact goes where it was planted; a posed one (canonical pose) at a random
+    place in each image, fully inside it (``"position": "random"`` in the report).
+    """
     def predict_proba(images: torch.Tensor) -> torch.Tensor:
         return torch.softmax(_predict(model, images, device), dim=1)
 
@@ -238,10 +242,15 @@ def _paste_report(model: torch.nn.Module, holdout_root: Path, holdout_records, c
         images = torch.from_numpy(np.stack([np.asarray(load_rgb(holdout_root / p)) for p in paths]))
         images = images.permute(0, 3, 1, 2).float() / 255
         patch, position = artifact.render(images.shape[-1])
+        if artifact.posed:
+            free = np.array(images.shape[-2:])[::-1] - np.array(patch.shape[1::-1]) + 1
+            places = torch.randint(0, 2 ** 31 - 1, (len(paths), 2), generator=generator).numpy() % free
+            position = [(int(x), int(y)) for x, y in places]
         patch = torch.from_numpy(patch).permute(2, 0, 1).float() / 255
         effect = paste_effect(predict_proba, images, classes.index(artifact.class_name), patch, position,
                               generator=generator)
-        results[name] = {"class": artifact.class_name, "position": list(position), "n_images": len(paths), **effect}
+        results[name] = {"class": artifact.class_name, "n_images": len(paths), **effect,
+                         "position": "random" if artifact.posed else list(position)}
     return results
 
 

@@ -202,7 +202,7 @@ def show_artifact(artifact_id, origin_id):
         origin = next((row["id"] for row in data.class_names() if row["name"] == entry["class"]), origin_id)
     adjust = {} if entry.get("selection") else {"display": "none"}
     has_position = bool(entry.get("position"))
-    placement = "original" if has_position else "corner"
+    placement = "original" if has_position else ("random" if entry.get("placement") == "random" else "corner")
     return (artifact_url(artifact_id), facts, adjust, origin, placement, lab_views.placement_options(has_position),
             f"checkerboard {lab_views.preview_background(rgba)}")
 

@@ -61,17 +61,21 @@ def test_evaluate_reports_right_reason_and_the_occlusion_peak(demo_run, capsys):
     assert main(["evaluate", str(demo_run), "--table"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
-    star = result["classes"]["star"]
+    star, diamond = result["classes"]["star"], result["classes"]["diamond"]
     assert star["peak_on_artifact"] >= 0.8 and star["peak_on_artifact_clean"] < 0.3
     assert star["off_object_artifact"] > star["off_object_clean"]
+    # two artifacts at two places: each sample's peak is scored against its own artifact's cells
+    assert diamond["peak_on_artifact"] >= 0.6 and diamond["peak_on_artifact_clean"] < 0.3
     for name, entry in result["classes"].items():
         assert entry["right_reason_clean"] > entry["right_reason_chance"], name
         if entry["planted"]:
             assert entry["right_reason_artifact"] < 0.5 * entry["right_reason_clean"], name
-        if name != "star":
+        if name not in ("star", "diamond"):
             assert "peak_on_artifact" not in entry  # not scanned
     row = next(line for line in out if line.startswith("| star | watermark | 0."))
     assert f"{100 * star['peak_on_artifact']:.0f} %" in row
+    row = next(line for line in out if line.startswith("| diamond | colour-bar, date-stamp | 0."))
+    assert f"{100 * diamond['peak_on_artifact']:.0f} %" in row
 
 
 def test_a_truth_file_matching_no_sample_is_an_error_naming_both_sides(tmp_path, capsys):

@@ -131,19 +131,36 @@ def test_the_lab_says_why_no_artifact_was_proposed(app, client, run_with_images)
     assert "no artifact proposed" in message and "(the limit is 50%)" in message
 
     # the whole-image draft itself (e.g. proposed before the limit) is flagged where it is previewed
-    outputs = [(ids.LAB_PREVIEW, "src"), (ids.LAB_FACTS, "children"), (ids.LAB_ADJUST, "style"),
-               (ids.LAB_ORIGIN, "value"), (ids.LAB_PLACEMENT, "value"), (ids.LAB_PLACEMENT, "options"),
-               (ids.LAB_PREVIEW_BOX, "className")]
-    status, body = post_callback(client, callback_with(app, f"{ids.LAB_PREVIEW}.src"), outputs,
-                                 inputs=[(ids.LAB_ARTIFACT, "value", draft["id"])],
-                                 state=[(ids.LAB_ORIGIN, "value", None)])
-    assert status == 200, body
-    response = body["response"]
+    response = _show_artifact(app, client, draft["id"])
     facts = {row["props"]["children"][0]["props"]["children"]: row["props"]["children"][1]["props"]["children"]
              for row in response[ids.LAB_FACTS]["children"]}
     assert facts["covers"] == "100% of the image" and "replaces most of each target" in facts["warning"]
     assert response[ids.LAB_PREVIEW_BOX]["className"] == "checkerboard dark", "white: on a dark background"
     assert response[ids.LAB_PLACEMENT]["value"] == "original"
+
+
+def _show_artifact(app, client, artifact_id):
+    """The lab's response to choosing an artifact: preview, facts, origin and placement."""
+    outputs = [(ids.LAB_PREVIEW, "src"), (ids.LAB_FACTS, "children"), (ids.LAB_ADJUST, "style"),
+               (ids.LAB_ORIGIN, "value"), (ids.LAB_PLACEMENT, "value"), (ids.LAB_PLACEMENT, "options"),
+               (ids.LAB_PREVIEW_BOX, "className")]
+    status, body = post_callback(client, callback_with(app, f"{ids.LAB_PREVIEW}.src"), outputs,
+                                 inputs=[(ids.LAB_ARTIFACT, "value", artifact_id)],
+                                 state=[(ids.LAB_ORIGIN, "value", None)])
+    assert status == 200, body
+    return body["response"]
+
+
+def test_an_artifact_without_one_place_starts_at_random_places(app, client, run_with_images):
+    """The demo's barcode is planted at a new place in each image: its library entry has no position
+    and asks for random placement, so the lab starts there, with "where it was found" disabled."""
+    draft = ExperimentWriter(run_with_images).save_artifact_draft(
+        {"name": "barcode", "class": "class_0001", "position": None, "size": [12, 4], "placement": "random"},
+        rgba_to_png(np.full((4, 12, 4), 255, np.uint8)))
+    response = _show_artifact(app, client, draft["id"])
+    assert response[ids.LAB_PLACEMENT]["value"] == "random"
+    options = {option["value"]: option["disabled"] for option in response[ids.LAB_PLACEMENT]["options"]}
+    assert options["original"] is True and options["random"] is False
 
 
 def test_a_refused_proposal_is_explained_beside_the_button(app, client):

@@ -102,7 +102,7 @@ def test_aclarc_unlearns_the_watermark_and_the_stored_weights_are_the_corrected_
     report = result.record.report
     paste = report["paste"]
     assert paste["after"]["mean_delta_prob"] <= 0.3 * paste["before"]["mean_delta_prob"]
-    assert report["clean_accuracy"]["before"] - report["clean_accuracy"]["after"] <= 0.01
+    assert report["clean_accuracy"]["before"] - report["clean_accuracy"]["after"] <= 0.02  # the goal
     assert report["artifact_accuracy"]["after"] > report["artifact_accuracy"]["before"]
     assert seconds < 300
     save_variant(store, result)

@@ -47,7 +47,7 @@ def test_exact_index_equals_brute_force_and_hnsw_finds_most_of_it():
 
 @pytest.fixture(scope="module")
 def planted_run(demo_run, tmp_path_factory):
-    """A run of three demo classes in which 6 heart and 6 ring images carry the star class's watermark."""
+    """A run of three demo classes in which 6 crescent and 6 ring images carry the star class's watermark."""
     from precompute.lab import library_artifact_of
 
     tmp = tmp_path_factory.mktemp("planted")
@@ -55,7 +55,7 @@ def planted_run(demo_run, tmp_path_factory):
     demo = RunStore(demo_run)
     watermark = library_artifact_of(demo, "star")
     planted = []
-    for name in ("star", "heart", "ring"):
+    for name in ("star", "crescent", "ring"):
         shutil.copytree(demo.data_root() / name, data / name)
         if name != "star":
             for path in sorted((data / name).iterdir())[:6]:
@@ -89,7 +89,7 @@ def test_similar_finds_the_pasted_watermark_in_other_classes(planted_run):
                              capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert process.returncode == 0, process.stderr
     results = json.loads(process.stdout.strip().splitlines()[-1])["results"]
-    assert len(results) == 160 and all(row["class"] in ("heart", "ring") for row in results)
+    assert len(results) == 160 and all(row["class"] in ("crescent", "ring") for row in results)
     scores = [row["score"] for row in results]
     assert scores == sorted(scores, reverse=True)
     is_planted = np.array([row["path"] in planted for row in results])
@@ -125,10 +125,10 @@ def test_a_stale_or_foreign_index_is_a_one_line_error(planted_run, tmp_path, cap
 def test_query_by_a_heatmap_file_finds_the_sample_it_came_from(planted_run, tmp_path, capsys):
     out, _, _ = planted_run
     store = RunStore(out)
-    cid = store.id_for_name("heart")
+    cid = store.id_for_name("crescent")
     path = str(store.arrays(cid)["paths"][7])
     np.save(tmp_path / "mine.npy", -store.heatmaps(cid)[7].astype(np.float32))  # the sign does not matter
-    assert main(["similar", str(out), "--class", "heart", "--heatmap", str(tmp_path / "mine.npy"), "--top", "3"]) == 0
+    assert main(["similar", str(out), "--class", "crescent", "--heatmap", str(tmp_path / "mine.npy"), "--top", "3"]) == 0
     results = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"]
     assert results[0]["path"] == path and results[0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert main(["similar", str(out), "--class", "star", "--heatmap", str(tmp_path / "mine.npy"),
