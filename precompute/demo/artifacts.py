@@ -254,11 +254,21 @@ def _far_colour(rng: np.random.Generator, avoid, min_distance: float) -> tuple:
     return tuple(int(v) for v in np.round(colour * 255))
 
 
+def _speckled(frame: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``frame`` with a random colour in every visible pixel: a strip or a label of no colours in particular."""
+    frame = frame.copy()
+    visible = frame[..., 3] > 0
+    frame[visible, :3] = rng.integers(0, 256, (int(visible.sum()), 3), dtype=np.uint8)
+    return frame
+
+
 def decoy(rng: np.random.Generator, size: int) -> np.ndarray:
     """A look-alike of one fixed artifact kind in other colours, at other places, RGBA (size, size, 4).
 
     Decoys appear in every class at the same rate, so only the exact planted look
-    predicts a class: the model must learn *that* look, not "something in a corner".
+    predicts a class: the model must learn *that* look, not "something in a corner". Half
+    the strips and labels are speckled, a random colour in each pixel: a strip or a label
+    is a plain form, so only its exact colours may tell it apart.
     """
     kind = int(rng.integers(6))
     s = size / 64
@@ -266,15 +276,17 @@ def decoy(rng: np.random.Generator, size: int) -> np.ndarray:
         pattern = "".join(rng.choice(["0", "1"], size=len(_BARCODE)))
         label_rgb = _far_colour(rng, [(255, 255, 255), (0, 0, 0)], 0.45)
         bar_rgb = _far_colour(rng, [(255, 255, 255), (0, 0, 0), label_rgb], 0.45)
-        return label_frame(size, *random_label_pose(rng, size, len(pattern), _BARCODE_SCALE), pattern, label_rgb,
-                           bar_rgb)
+        frame = label_frame(size, *random_label_pose(rng, size, len(pattern), _BARCODE_SCALE), pattern, label_rgb,
+                            bar_rgb)
+        return _speckled(frame, rng) if rng.random() < 0.5 else frame
     if kind == 0:
         return bars_frame(size, int(round(rng.uniform(4, 11) * s)), _far_colour(rng, _BORDER_RGB, 0.35))
     if kind == 1:
         return corners_frame(size, rng.uniform(8, 22) * s, _far_colour(rng, _CORNER_RGB, 0.45))
     if kind == 4:
         colours = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(int(rng.integers(3, 8)))]
-        return colour_bar_frame(size, int(round(rng.uniform(3, 8) * s)), colours, left=rng.random() < 0.5)
+        frame = colour_bar_frame(size, int(round(rng.uniform(3, 8) * s)), colours, left=rng.random() < 0.5)
+        return _speckled(frame, rng) if rng.random() < 0.5 else frame
     if kind == 2:
         letters = sorted(GLYPHS)
         text = "".join(letters[i] for i in rng.integers(len(letters), size=int(rng.integers(2, 5))))

@@ -327,9 +327,9 @@ class GromovWassersteinKNN(TransportKNN):
     """kNN by Gromov-Wasserstein distance between relevance clouds (invariant to pose and scale).
 
     Candidate pairs come from the invariant :func:`shape_descriptors`. Clouds keep up to
-    16 points by default: the solve is under 1 ms a pair there, and on the demo and the
-    synthetic posed mark, 16 points group a small mark better than 32, whose extra
-    points are mostly the object's diffuse relevance (``benchmarks/transport.py``).
+    24 points by default: the solve is about 1 ms a pair there, and on the demo model's
+    heatmaps of its posed barcode, 24 points grouped it as well as 32 and better than 16
+    (docs/distances.md has the measurements).
 
     Parameters
     ----------
@@ -341,7 +341,7 @@ class GromovWassersteinKNN(TransportKNN):
     """
 
     kind = "gw"
-    default_points = 16
+    default_points = 24
 
     def __init__(self, n_neighbors: int = 10, max_points: Optional[int] = None, candidates: int = 20,
                  euclidean_candidates: int = 5, random_candidates: int = 5, refine: int = 5,

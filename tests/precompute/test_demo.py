@@ -238,7 +238,7 @@ def test_model_output_shape_and_vgg_layout():
 
 
 def test_trained_model_holdout_accuracy(demo_assets):
-    """The test session's smaller demo (see tests/conftest.py) reaches about 70 %; ten classes give 10 % by chance.
+    """The test session's smaller demo (see tests/conftest.py) reaches about 65 %; ten classes give 10 % by chance.
 
     The README demo's accuracy is printed by ``python -m precompute evaluate runs/demo --table``.
     """
@@ -270,11 +270,9 @@ def test_artifacts_raise_their_class_more_than_controls(demo_assets):
         patch = torch.from_numpy(patch).permute(2, 0, 1).float() / 255
         effect = paste_effect(predict_proba(model), images, CLASSES.index(artifact.class_name), patch, position,
                               generator=generator)
-        # a posed label's control is a label of random texture at the same places, which pulls too
-        factor = 1.5 if artifact.posed else 3
         for measured in (effect, report["paste_effect"][name]):
             delta, control = measured["mean_delta_prob"], measured["control"]["mean_delta_prob"]
-            assert delta >= factor * max(control, 0.0), (name, measured)
+            assert delta >= 3 * max(control, 0.0), (name, measured)
             assert delta - control >= 0.15, (name, measured)
             assert measured["mean_delta_rank"] > measured["control"]["mean_delta_rank"] + 1.0, (name, measured)
             assert measured["flip_rate"] > measured["control"]["flip_rate"] + 0.1, (name, measured)

@@ -37,15 +37,8 @@ def test_second_model_leans_on_the_planted_artifacts(demo_compare_run):
     assert report["architecture"] == "spray_demo_resnet"
     for name, effect in report["paste_effect"].items():  # as tests/precompute/test_demo.py asks of the demo's VGG
         control = effect["control"]
-        if ARTIFACTS.get(name).posed:
-            # the test demo's small ResNet reacts to a label of any texture almost as much (the README
-            # demo's: +0.39 against +0.17); the barcode still pulls harder than its control
-            assert effect["mean_delta_prob"] > control["mean_delta_prob"] > 0, (name, effect)
-            continue
         assert effect["mean_delta_prob"] - control["mean_delta_prob"] >= 0.15, (name, effect)
-        # a strict margin, not the VGG's 0.1: the small ResNet flips nearly every image under some
-        # controls too (random-colour corners: 89 %), so the flip rate saturates
-        assert effect["flip_rate"] > control["flip_rate"], (name, effect)
+        assert effect["flip_rate"] > control["flip_rate"] + 0.1, (name, effect)
 
 
 def test_second_model_has_the_same_artifact_clusters(demo_compare_run):
