@@ -4,8 +4,8 @@ Section 2.2 of Anders et al. (Figures 3 and 5): Euclidean SpRAy groups "relevanc
 the bottom-left corner"; these distances group "this shape, wherever it is".
 
 Both read a heatmap as a **relevance cloud** (:mod:`precompute.stages.clouds`): its
-largest cells until 99 % of the positive relevance, on a grid of at most 16 x 16 cells,
-as points weighted by their relevance.
+largest cells until 99 % of the positive relevance, on a grid of at most 16 x 16 cells
+(at most 24 points for GW, 64 for Wasserstein), as points weighted by their relevance.
 
 ``"wasserstein"`` (:class:`WassersteinKNN`)
     Exact optimal transport (POT's network simplex, ``ot.emd2``) between two clouds with

@@ -16,11 +16,16 @@ pytestmark = needs_chromium
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def leaderboard_tau(page, url, cid, analysis):
-    """The text of a class's τ cell for ``analysis`` on the leaderboard."""
+def leaderboard_shows_tau(page, url, store, name, analysis):
+    """Class ``name``'s id and stored ``analysis`` summary, once its τ cell for that analysis on the
+    leaderboard is checked to show the stored τ."""
+    cid = store.id_for_name(name)
+    summary = store.summary(cid, analysis)
     page.goto(url + "/")
     page.wait_for_selector(f"#leaderboard .ag-header-cell[col-id=analysis_tau_{analysis}]")
-    return page.inner_text(f"#leaderboard .ag-row[row-id={cid}] [col-id=analysis_tau_{analysis}]")
+    shown = page.inner_text(f"#leaderboard .ag-row[row-id={cid}] [col-id=analysis_tau_{analysis}]")
+    assert shown == f"{summary['tau']:.3f}"
+    return cid, summary
 
 
 def default_cluster_sizes(store, cid, analysis):
@@ -63,9 +68,7 @@ def analyses_server(run_with_cosine, artifacts_dir):
 
 def test_explorer_switches_analysis_and_the_url_restores_it(page, analyses_server, run_with_cosine, artifacts_dir):
     store = RunStore(run_with_cosine)
-    cid = store.id_for_name("star")
-    cosine = store.summary(cid, "cosine")
-    assert leaderboard_tau(page, analyses_server.url, cid, "cosine") == f"{cosine['tau']:.3f}"
+    cid, cosine = leaderboard_shows_tau(page, analyses_server.url, store, "star", "cosine")
     page.goto(analyses_server.url + "/class/star")
     page.wait_for_selector(".cluster-button")
     assert "?" not in page.url or "analysis=" not in page.url
@@ -97,9 +100,7 @@ def test_explorer_switches_analysis_and_the_url_restores_it(page, analyses_serve
 def test_a_gw_analysis_opens_from_the_url(page, analyses_server, run_with_cosine, artifacts_dir):
     """The Gromov-Wasserstein analysis (POT, candidate pairs) is served like any other."""
     store = RunStore(run_with_cosine)
-    cid = store.id_for_name("star")
-    gw = store.summary(cid, "gw")
-    assert leaderboard_tau(page, analyses_server.url, cid, "gw") == f"{gw['tau']:.3f}"
+    cid, gw = leaderboard_shows_tau(page, analyses_server.url, store, "star", "gw")
     page.goto(analyses_server.url + "/class/star?analysis=gw")
     wait_for_cluster_sizes(page, default_cluster_sizes(store, cid, "gw"))
     assert page.locator(".fact", has_text="gw").locator("b").inner_text() == f"{gw['tau']:.3f}"
